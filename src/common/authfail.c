@@ -1,0 +1,218 @@
+/* authfail.c - slowing down and then refusing password guessing, per client address
+ *
+ * One process-wide table of AUTHFAIL_TABLE_SIZE entries behind a mutex. An entry counts
+ * an address's failures in a fixed window of lock_seconds that starts at its first
+ * failure; once the count passes delay_after, authfail_failure() asks for 500 ms,
+ * doubling per failure up to AUTHFAIL_MAX_DELAY_MS; once it reaches lock_after the
+ * address is locked for lock_seconds, after which it starts again from nothing. A
+ * success forgets the address. Time is CLOCK_MONOTONIC, so changing the wall clock
+ * neither unlocks nor locks anyone.
+ *
+ * Addresses are keyed in canonical form: IPv4 as dotted quad, IPv4-mapped IPv6 as its
+ * IPv4, other IPv6 by its /64 prefix (one subscriber usually owns a whole /64, so
+ * rotating through it would otherwise dodge the count); anything else verbatim, cut to
+ * KEY_MAX - 1 bytes.
+ *
+ * SECURITY: the table never grows. When it is full the least recently touched entry
+ * that is not locked is reused (the least recently touched of all if every entry is
+ * locked), so flooding from many addresses can at worst forget old failures, never
+ * exhaust memory. Lookups scan the table linearly, a bounded cost per call.
+ */
+#include "authfail.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_DELAY_AFTER  3
+#define DEFAULT_LOCK_AFTER   10
+#define DEFAULT_LOCK_SECONDS 900
+#define FIRST_DELAY_MS       500
+#define KEY_MAX              48 /* canonical keys are at most INET6_ADDRSTRLEN + "/64" */
+
+struct entry {
+    bool used;
+    char key[KEY_MAX];
+    unsigned failures;
+    uint64_t window_start; /* ms, first failure of the current window */
+    uint64_t last;         /* ms, last time this entry was touched */
+    uint64_t locked_until; /* ms, 0 if not locked */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct entry table[AUTHFAIL_TABLE_SIZE];
+static unsigned cfg_delay_after = DEFAULT_DELAY_AFTER;
+static unsigned cfg_lock_after = DEFAULT_LOCK_AFTER;
+static unsigned cfg_lock_seconds = DEFAULT_LOCK_SECONDS;
+static unsigned long long test_clock;
+
+static uint64_t now_ms(void)
+{
+    if (test_clock) return test_clock;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool lockout_enabled(void)
+{
+    return cfg_lock_after > 0 && cfg_lock_seconds > 0;
+}
+
+static uint64_t window_ms(void)
+{
+    return (uint64_t)(cfg_lock_seconds ? cfg_lock_seconds : DEFAULT_LOCK_SECONDS) * 1000;
+}
+
+static void make_key(const char *ip, char key[KEY_MAX])
+{
+    unsigned char a[sizeof(struct in6_addr)];
+
+    if (inet_pton(AF_INET, ip, a) == 1 && inet_ntop(AF_INET, a, key, KEY_MAX) != NULL) return;
+    if (inet_pton(AF_INET6, ip, a) == 1) {
+        struct in6_addr *a6 = (struct in6_addr *)a;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            if (inet_ntop(AF_INET, a + 12, key, KEY_MAX) != NULL) return;
+        } else {
+            memset(a + 8, 0, 8);
+            if (inet_ntop(AF_INET6, a, key, KEY_MAX - 3) != NULL) {
+                size_t len = strlen(key); /* < KEY_MAX - 3: room for "/64" and the NUL */
+                memcpy(key + len, "/64", 4);
+                return;
+            }
+        }
+    }
+    size_t len = strnlen(ip, KEY_MAX - 1);
+    memcpy(key, ip, len);
+    key[len] = '\0';
+}
+
+/* True if e holds nothing worth keeping at now: its lock-out or its window is over. */
+static bool expired(const struct entry *e, uint64_t now)
+{
+    if (e->locked_until) return now >= e->locked_until;
+    return now - e->window_start >= window_ms();
+}
+
+static struct entry *find(const char *key, uint64_t now)
+{
+    for (size_t i = 0; i < AUTHFAIL_TABLE_SIZE; i++) {
+        struct entry *e = &table[i];
+        if (e->used && strcmp(e->key, key) == 0) {
+            if (!expired(e, now)) return e;
+            e->used = false;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A slot for a new entry: a free or expired one, else the oldest unlocked, else the oldest. */
+static struct entry *take_slot(uint64_t now)
+{
+    struct entry *oldest = NULL, *oldest_unlocked = NULL;
+    for (size_t i = 0; i < AUTHFAIL_TABLE_SIZE; i++) {
+        struct entry *e = &table[i];
+        if (!e->used || expired(e, now)) return e;
+        if (oldest == NULL || e->last < oldest->last) oldest = e;
+        if (!e->locked_until && (oldest_unlocked == NULL || e->last < oldest_unlocked->last))
+            oldest_unlocked = e;
+    }
+    return oldest_unlocked ? oldest_unlocked : oldest;
+}
+
+static unsigned delay_for(unsigned failures)
+{
+    if (failures <= cfg_delay_after) return 0;
+    unsigned n = failures - cfg_delay_after - 1;
+    unsigned delay = FIRST_DELAY_MS;
+    while (n-- > 0 && delay < AUTHFAIL_MAX_DELAY_MS)
+        delay *= 2;
+    return delay < AUTHFAIL_MAX_DELAY_MS ? delay : AUTHFAIL_MAX_DELAY_MS;
+}
+
+void authfail_configure(unsigned delay_after, unsigned lock_after, unsigned lock_seconds)
+{
+    pthread_mutex_lock(&lock);
+    cfg_delay_after = delay_after;
+    cfg_lock_after = lock_after;
+    cfg_lock_seconds = lock_seconds;
+    pthread_mutex_unlock(&lock);
+}
+
+unsigned authfail_locked(const char *ip)
+{
+    char key[KEY_MAX];
+    unsigned left = 0;
+
+    make_key(ip, key);
+    pthread_mutex_lock(&lock);
+    uint64_t now = now_ms();
+    struct entry *e = find(key, now);
+    if (e && e->locked_until > now) left = (unsigned)((e->locked_until - now + 999) / 1000);
+    pthread_mutex_unlock(&lock);
+    return left;
+}
+
+unsigned authfail_failure(const char *ip)
+{
+    char key[KEY_MAX];
+
+    make_key(ip, key);
+    pthread_mutex_lock(&lock);
+    uint64_t now = now_ms();
+    struct entry *e = find(key, now);
+    if (e == NULL) {
+        e = take_slot(now);
+        memset(e, 0, sizeof(*e));
+        e->used = true;
+        memcpy(e->key, key, sizeof(e->key));
+        e->window_start = now;
+    }
+    if (e->failures < UINT32_MAX) e->failures++;
+    e->last = now;
+    if (lockout_enabled() && !e->locked_until && e->failures >= cfg_lock_after)
+        e->locked_until = now + (uint64_t)cfg_lock_seconds * 1000;
+    unsigned delay = delay_for(e->failures);
+    pthread_mutex_unlock(&lock);
+    return delay;
+}
+
+void authfail_success(const char *ip)
+{
+    char key[KEY_MAX];
+
+    make_key(ip, key);
+    pthread_mutex_lock(&lock);
+    struct entry *e = find(key, now_ms());
+    if (e) e->used = false;
+    pthread_mutex_unlock(&lock);
+}
+
+void authfail_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    memset(table, 0, sizeof(table));
+    pthread_mutex_unlock(&lock);
+}
+
+void authfail_test_set_clock(unsigned long long now_ms_value)
+{
+    pthread_mutex_lock(&lock);
+    test_clock = now_ms_value;
+    pthread_mutex_unlock(&lock);
+}
+
+unsigned authfail_test_entries(void)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < AUTHFAIL_TABLE_SIZE; i++)
+        n += table[i].used;
+    pthread_mutex_unlock(&lock);
+    return n;
+}

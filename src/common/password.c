@@ -1,0 +1,238 @@
+/* password.c - salted, slow password hashes that double as SCRAM-SHA-256 secrets
+ *
+ * The stored form is "$scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>" with
+ * the three binary fields in canonical base64 (see password.h). A plaintext password is
+ * checked by deriving SaltedPassword with PBKDF2-HMAC-SHA-256 and comparing the StoredKey
+ * and ServerKey it yields; SCRAM uses the parsed keys directly (sasl.c).
+ *
+ * SECURITY: the parser accepts only the exact form we write: the literal prefix, a
+ * decimal iteration count without sign or leading zero inside PASSWORD_MIN_ITERATIONS ..
+ * PASSWORD_MAX_ITERATIONS, a salt of SALT_MIN_LEN..64 bytes, keys of exactly 32 bytes,
+ * nothing after. Keys are compared with CRYPTO_memcmp; intermediate secrets are wiped
+ * with OPENSSL_cleanse. Salts come from RAND_bytes. A failure of OpenSSL's random
+ * generator or PBKDF2 while hashing (which does not depend on client input) aborts the
+ * process, like out-of-memory: a stored form must never be built from a weak salt.
+ */
+#include "password.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "base64.h"
+#include "sbuf.h"
+#include "xalloc.h"
+
+#define PREFIX            "$scram-sha-256$"
+#define KEY_LEN           32  /* SHA-256 output */
+#define SALT_LEN          16  /* salt of a new hash */
+#define SALT_MIN_LEN      8   /* shortest salt accepted in a stored form */
+#define ITERATIONS_DIGITS 8   /* PASSWORD_MAX_ITERATIONS has 8 digits */
+#define STORED_MAX        256 /* longest stored form accepted */
+#define FAKE_KEY_LEN      32  /* per-process key for password_fake_secret() */
+
+static void fatal(const char *what)
+{
+    char msg[128];
+    int n = snprintf(msg, sizeof(msg), "alkaid: %s failed\n", what);
+    if (n > 0) (void)!write(STDERR_FILENO, msg, (size_t)n);
+    abort();
+}
+
+static unsigned clamp_iterations(unsigned iterations)
+{
+    if (iterations < PASSWORD_MIN_ITERATIONS) return PASSWORD_MIN_ITERATIONS;
+    if (iterations > PASSWORD_MAX_ITERATIONS) return PASSWORD_MAX_ITERATIONS;
+    return iterations;
+}
+
+static int hmac_sha256(const void *key, size_t key_len, const void *data, size_t data_len,
+                       unsigned char out[KEY_LEN])
+{
+    unsigned int out_len = 0;
+    if (key_len > INT_MAX) return -1;
+    if (HMAC(EVP_sha256(), key, (int)key_len, data, data_len, out, &out_len) == NULL) return -1;
+    return out_len == KEY_LEN ? 0 : -1;
+}
+
+/* SaltedPassword, then StoredKey and ServerKey from it (RFC 5802 section 3). */
+static int derive_keys(const char *password, size_t password_len, const unsigned char *salt,
+                       size_t salt_len, unsigned iterations, unsigned char stored_r[KEY_LEN],
+                       unsigned char server_r[KEY_LEN])
+{
+    unsigned char salted[KEY_LEN], client_key[KEY_LEN];
+    int ret = -1;
+
+    if (password_len > INT_MAX || salt_len > INT_MAX || iterations > INT_MAX) return -1;
+    if (PKCS5_PBKDF2_HMAC(password_len ? password : "", (int)password_len, salt, (int)salt_len,
+                          (int)iterations, EVP_sha256(), KEY_LEN, salted) != 1)
+        goto out;
+    if (hmac_sha256(salted, KEY_LEN, "Client Key", 10, client_key) < 0) goto out;
+    if (SHA256(client_key, KEY_LEN, stored_r) == NULL) goto out;
+    if (hmac_sha256(salted, KEY_LEN, "Server Key", 10, server_r) < 0) goto out;
+    ret = 0;
+out:
+    OPENSSL_cleanse(salted, sizeof(salted));
+    OPENSSL_cleanse(client_key, sizeof(client_key));
+    return ret;
+}
+
+char *password_hash(const char *password, size_t password_len, unsigned iterations)
+{
+    struct scram_secret s;
+    struct sbuf out = SBUF_INIT(STORED_MAX);
+
+    s.iterations = clamp_iterations(iterations);
+    s.salt_len = SALT_LEN;
+    if (RAND_bytes(s.salt, SALT_LEN) != 1) fatal("RAND_bytes");
+    if (derive_keys(password, password_len, s.salt, s.salt_len, s.iterations, s.stored_key,
+                    s.server_key) < 0)
+        fatal("PBKDF2-HMAC-SHA-256");
+
+    if (sbuf_printf(&out, PREFIX "%u$", s.iterations) < 0 ||
+        base64_encode(s.salt, s.salt_len, &out) < 0 || sbuf_putc(&out, '$') < 0 ||
+        base64_encode(s.stored_key, KEY_LEN, &out) < 0 || sbuf_putc(&out, '$') < 0 ||
+        base64_encode(s.server_key, KEY_LEN, &out) < 0)
+        fatal("password_hash formatting"); /* cannot happen: the form is far below max */
+    OPENSSL_cleanse(&s, sizeof(s));
+    return sbuf_steal(&out);
+}
+
+/* Decodes the base64 field text[0..len) into exactly min..max bytes at out. */
+static int decode_field(const char *text, size_t len, unsigned char *out, size_t min, size_t max,
+                        size_t *len_r)
+{
+    struct sbuf sb = SBUF_INIT(max);
+    int ret = -1;
+
+    if (base64_decode(text, len, &sb) == 0 && sb.len >= min && sb.len <= max) {
+        memcpy(out, sb.data, sb.len);
+        *len_r = sb.len;
+        ret = 0;
+    }
+    if (sb.data) OPENSSL_cleanse(sb.data, sb.cap);
+    sbuf_free(&sb);
+    return ret;
+}
+
+int password_scram_secret(const char *hash, struct scram_secret *secret_r)
+{
+    struct scram_secret s;
+    const char *p, *end;
+    size_t n;
+    int ret = -1;
+
+    if (hash == NULL) return -1;
+    if (strnlen(hash, STORED_MAX + 1) > STORED_MAX) return -1;
+    if (strncmp(hash, PREFIX, strlen(PREFIX)) != 0) return -1;
+    p = hash + strlen(PREFIX);
+
+    /* iterations: 1-8 digits, no leading zero */
+    unsigned long it = 0;
+    size_t digits = 0;
+    if (*p == '0') return -1;
+    while (*p >= '0' && *p <= '9' && digits < ITERATIONS_DIGITS) {
+        it = it * 10 + (unsigned long)(*p - '0');
+        p++;
+        digits++;
+    }
+    if (digits == 0 || *p != '$') return -1;
+    if (it < PASSWORD_MIN_ITERATIONS || it > PASSWORD_MAX_ITERATIONS) return -1;
+    memset(&s, 0, sizeof(s));
+    s.iterations = (unsigned)it;
+    p++;
+
+    /* salt */
+    end = strchr(p, '$');
+    if (end == NULL) goto out;
+    if (decode_field(p, (size_t)(end - p), s.salt, SALT_MIN_LEN, sizeof(s.salt), &s.salt_len) < 0)
+        goto out;
+    p = end + 1;
+
+    /* StoredKey */
+    end = strchr(p, '$');
+    if (end == NULL) goto out;
+    if (decode_field(p, (size_t)(end - p), s.stored_key, KEY_LEN, KEY_LEN, &n) < 0) goto out;
+    p = end + 1;
+
+    /* ServerKey: the rest of the string, with no further '$' */
+    if (strchr(p, '$') != NULL) goto out;
+    if (decode_field(p, strlen(p), s.server_key, KEY_LEN, KEY_LEN, &n) < 0) goto out;
+
+    *secret_r = s;
+    ret = 0;
+out:
+    OPENSSL_cleanse(&s, sizeof(s));
+    return ret;
+}
+
+int password_verify(const char *password, size_t password_len, const char *hash)
+{
+    struct scram_secret s;
+    unsigned char stored[KEY_LEN], server[KEY_LEN];
+    int ret = 0;
+
+    if (password_scram_secret(hash, &s) < 0) return -1;
+    if (derive_keys(password, password_len, s.salt, s.salt_len, s.iterations, stored, server) ==
+        0) {
+        /* both compared, without an early exit */
+        int diff = CRYPTO_memcmp(stored, s.stored_key, KEY_LEN) |
+                   CRYPTO_memcmp(server, s.server_key, KEY_LEN);
+        ret = diff == 0;
+    }
+    OPENSSL_cleanse(&s, sizeof(s));
+    OPENSSL_cleanse(stored, sizeof(stored));
+    OPENSSL_cleanse(server, sizeof(server));
+    return ret;
+}
+
+static pthread_once_t fake_once = PTHREAD_ONCE_INIT;
+static unsigned char fake_key[FAKE_KEY_LEN];
+
+static void fake_key_init(void)
+{
+    if (RAND_bytes(fake_key, sizeof(fake_key)) != 1) fatal("RAND_bytes");
+}
+
+void password_fake_secret(const char *username, unsigned iterations, struct scram_secret *secret_r)
+{
+    unsigned char seed[KEY_LEN], salt[KEY_LEN];
+
+    pthread_once(&fake_once, fake_key_init);
+    memset(secret_r, 0, sizeof(*secret_r));
+    secret_r->iterations = clamp_iterations(iterations);
+    /* seed = HMAC(key, username); each part = HMAC(seed, label) */
+    if (hmac_sha256(fake_key, sizeof(fake_key), username, strlen(username), seed) < 0 ||
+        hmac_sha256(seed, KEY_LEN, "salt", 4, salt) < 0 ||
+        hmac_sha256(seed, KEY_LEN, "StoredKey", 9, secret_r->stored_key) < 0 ||
+        hmac_sha256(seed, KEY_LEN, "ServerKey", 9, secret_r->server_key) < 0)
+        fatal("HMAC-SHA-256");
+    memcpy(secret_r->salt, salt, SALT_LEN);
+    secret_r->salt_len = SALT_LEN;
+    OPENSSL_cleanse(seed, sizeof(seed));
+    OPENSSL_cleanse(salt, sizeof(salt));
+}
+
+void password_dummy_verify(const char *password, size_t password_len)
+{
+    /* A well-formed stored form with the default cost; no password matches all-zero keys
+     * (that would need a SHA-256 preimage). Going through password_verify() itself keeps
+     * the parse, derivation and comparison the same as for a real account. */
+    char hash[STORED_MAX];
+    int n = snprintf(hash, sizeof(hash),
+                     PREFIX "%u$AAAAAAAAAAAAAAAAAAAAAA==$"
+                            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=$"
+                            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                     (unsigned)PASSWORD_DEFAULT_ITERATIONS);
+    if (n > 0 && (size_t)n < sizeof(hash)) (void)password_verify(password, password_len, hash);
+}

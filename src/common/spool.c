@@ -1,0 +1,379 @@
+/* spool.c - TEMP and FORWARD: unique names, the message being received, queue files
+ *
+ * The commit path of a queue file, in the qmail spirit: write, flush, fsync, rename.
+ * The end marker lets a reader tell a complete file from one cut short by a crash or a
+ * full disk on a file system that does not order rename after data.
+ *
+ * SECURITY: see spool.h; envelope values with CR/LF/NUL are refused (EINVAL).
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "xalloc.h"
+
+#define SPOOL_WBUF 65536
+
+static char spool_host[80] = "localhost";
+static unsigned long spool_counter;
+
+void spool_set_hostname(const char *hostname)
+{
+    size_t j = 0;
+    for (size_t i = 0; hostname[i] && j + 1 < sizeof(spool_host); i++) {
+        char c = hostname[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.';
+        spool_host[j++] = ok ? c : '_';
+    }
+    spool_host[j] = '\0';
+    if (j == 0) snprintf(spool_host, sizeof(spool_host), "localhost");
+}
+
+void spool_make_id(char *buf, size_t size)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    unsigned long n = __atomic_add_fetch(&spool_counter, 1, __ATOMIC_RELAXED);
+    snprintf(buf, size, "%010lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+             (long)getpid(), n, spool_host);
+}
+
+int spool_file_create(struct spool_file *f, const char *dir, const char *suffix)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    sbuf_init(&f->buf, SPOOL_WBUF * 2);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        spool_make_id(f->id, sizeof(f->id));
+        free(f->path);
+        f->path = xasprintf("%s/%s%s", dir, f->id, suffix);
+        f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (f->fd >= 0) return 0;
+        if (errno != EEXIST) break;
+    }
+    int saved = errno;
+    xfree(f->path);
+    sbuf_free(&f->buf);
+    errno = saved;
+    return -1;
+}
+
+static void flush_buf(struct spool_file *f)
+{
+    if (f->buf.len == 0) return;
+    if (f->error == 0 && fs_write_all(f->fd, f->buf.data, f->buf.len) < 0) f->error = errno;
+    sbuf_reset(&f->buf);
+}
+
+void spool_file_write(struct spool_file *f, const void *data, size_t len)
+{
+    f->size += len;
+    if (f->error) return;
+    if (f->buf.len + len > SPOOL_WBUF) flush_buf(f);
+    if (len >= SPOOL_WBUF) {
+        if (f->error == 0 && fs_write_all(f->fd, data, len) < 0) f->error = errno;
+        return;
+    }
+    sbuf_append(&f->buf, data, len);
+}
+
+int spool_file_sync(struct spool_file *f)
+{
+    flush_buf(f);
+    if (f->error == 0 && fsync(f->fd) < 0) f->error = errno;
+    if (f->error) {
+        errno = f->error;
+        return -1;
+    }
+    return 0;
+}
+
+void spool_file_discard(struct spool_file *f)
+{
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+    if (f->path) unlink(f->path);
+    xfree(f->path);
+    sbuf_free(&f->buf);
+}
+
+void spool_clean_temp(const char *temp_dir)
+{
+    DIR *d = opendir(temp_dir);
+    if (d == NULL) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* ---- queue files ---------------------------------------------------------------- */
+
+static bool clean_value(const char *s)
+{
+    return s == NULL || strpbrk(s, "\r\n") == NULL;
+}
+
+int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
+                      uint64_t offset, char **path_r)
+{
+    if (!clean_value(env->id) || strchr(env->id, '/') || !clean_value(env->sender) ||
+        !clean_value(env->auth) || !clean_value(env->client) || env->nrcpts == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        if (!clean_value(env->rcpts[i])) {
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
+    sbuf_appends(&hdr, SPOOL_QUEUE_MAGIC);
+    sbuf_printf(&hdr, "ID %s\n", env->id);
+    sbuf_printf(&hdr, "CREATED %lld\n", env->created);
+    sbuf_printf(&hdr, "FROM <%s>\n", env->sender ? env->sender : "");
+    if (env->auth) sbuf_printf(&hdr, "AUTH %s\n", env->auth);
+    if (env->client) sbuf_printf(&hdr, "CLIENT %s\n", env->client);
+    for (size_t i = 0; i < env->nrcpts; i++) sbuf_printf(&hdr, "RCPT <%s>\n", env->rcpts[i]);
+    sbuf_printf(&hdr, "ATTEMPTS %u\n", env->attempts);
+    sbuf_printf(&hdr, "NEXT-TRY %lld\n", env->next_try);
+    if (sbuf_printf(&hdr, "SIZE %" PRIu64 "\n\n", env->size) < 0) {
+        sbuf_free(&hdr);
+        errno = E2BIG;
+        return -1;
+    }
+
+    char *tmp = xasprintf("%s/%s.new", dir, env->id);
+    char *final = xasprintf("%s/%s.tmp", dir, env->id);
+    int saved = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) goto fail;
+    if (fs_write_all(fd, hdr.data, hdr.len) < 0) goto fail;
+    /* the message: straight from the TEMP file */
+    char buf[65536];
+    uint64_t left = env->size, off = offset;
+    while (left > 0) {
+        size_t want = left > sizeof(buf) ? sizeof(buf) : (size_t)left;
+        ssize_t n = pread(msg_fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;
+            goto fail;
+        }
+        if (fs_write_all(fd, buf, (size_t)n) < 0) goto fail;
+        left -= (uint64_t)n;
+        off += (uint64_t)n;
+    }
+    if (fs_write_all(fd, SPOOL_QUEUE_END, strlen(SPOOL_QUEUE_END)) < 0) goto fail;
+    if (fsync(fd) < 0) goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, final) < 0) goto fail;
+    sbuf_free(&hdr);
+    free(tmp);
+    if (path_r) *path_r = final;
+    else free(final);
+    return 0;
+fail:
+    saved = errno;
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    free(tmp);
+    free(final);
+    sbuf_free(&hdr);
+    errno = saved;
+    return -1;
+}
+
+void spool_queue_envelope_clear(struct queue_envelope *env)
+{
+    free(env->id);
+    free(env->sender);
+    free(env->auth);
+    free(env->client);
+    for (size_t i = 0; i < env->nrcpts; i++) free(env->rcpts[i]);
+    free(env->rcpts);
+    memset(env, 0, sizeof(*env));
+}
+
+static char *unbracket(const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '<' && v[n - 1] == '>') return xstrndup(v + 1, n - 2);
+    return NULL;
+}
+
+static int parse_num(const char *v, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end) return -1;
+    *out = x;
+    return 0;
+}
+
+int spool_queue_read(const char *path, struct queue_envelope *env, uint64_t *msg_offset_r)
+{
+    memset(env, 0, sizeof(*env));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return -1;
+    }
+    /* read the envelope: up to the first empty line */
+    struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
+    size_t hdr_end = 0;
+    char buf[8192];
+    off_t off = 0;
+    while (hdr_end == 0) {
+        ssize_t n = pread(fd, buf, sizeof(buf), off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || sbuf_append(&hdr, buf, (size_t)n) < 0) goto bad;
+        off += n;
+        char *sep = memmem(hdr.data, hdr.len, "\n\n", 2);
+        if (sep) hdr_end = (size_t)(sep - hdr.data) + 2;
+    }
+    if (hdr.len < strlen(SPOOL_QUEUE_MAGIC) ||
+        memcmp(hdr.data, SPOOL_QUEUE_MAGIC, strlen(SPOOL_QUEUE_MAGIC)) != 0)
+        goto bad;
+    hdr.data[hdr_end - 1] = '\0';
+    bool have_size = false;
+    size_t cap = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(hdr.data + strlen(SPOOL_QUEUE_MAGIC), "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *sp = strchr(line, ' ');
+        if (sp == NULL) goto bad;
+        *sp = '\0';
+        const char *key = line, *val = sp + 1;
+        long long num;
+        if (strcmp(key, "ID") == 0) {
+            free(env->id);
+            env->id = xstrdup(val);
+        } else if (strcmp(key, "CREATED") == 0) {
+            if (parse_num(val, &env->created) < 0) goto bad;
+        } else if (strcmp(key, "FROM") == 0) {
+            free(env->sender);
+            if ((env->sender = unbracket(val)) == NULL) goto bad;
+        } else if (strcmp(key, "AUTH") == 0) {
+            free(env->auth);
+            env->auth = xstrdup(val);
+        } else if (strcmp(key, "CLIENT") == 0) {
+            free(env->client);
+            env->client = xstrdup(val);
+        } else if (strcmp(key, "RCPT") == 0) {
+            char *r = unbracket(val);
+            if (r == NULL) goto bad;
+            if (env->nrcpts == cap) {
+                cap = cap ? cap * 2 : 8;
+                env->rcpts = xreallocarray(env->rcpts, cap, sizeof(char *));
+            }
+            env->rcpts[env->nrcpts++] = r;
+        } else if (strcmp(key, "ATTEMPTS") == 0) {
+            if (parse_num(val, &num) < 0 || num < 0) goto bad;
+            env->attempts = (unsigned)num;
+        } else if (strcmp(key, "NEXT-TRY") == 0) {
+            if (parse_num(val, &env->next_try) < 0) goto bad;
+        } else if (strcmp(key, "SIZE") == 0) {
+            if (parse_num(val, &num) < 0 || num < 0) goto bad;
+            env->size = (uint64_t)num;
+            have_size = true;
+        }
+        /* unknown keys are kept for forward compatibility: ignored */
+    }
+    if (!have_size || env->id == NULL || env->sender == NULL || env->nrcpts == 0) goto bad;
+    uint64_t endlen = strlen(SPOOL_QUEUE_END);
+    if ((uint64_t)st.st_size != hdr_end + env->size + endlen) goto bad;
+    char tail[32];
+    if (pread(fd, tail, endlen, st.st_size - (off_t)endlen) != (ssize_t)endlen ||
+        memcmp(tail, SPOOL_QUEUE_END, endlen) != 0)
+        goto bad;
+    sbuf_free(&hdr);
+    close(fd);
+    if (msg_offset_r) *msg_offset_r = hdr_end;
+    return 0;
+bad:
+    sbuf_free(&hdr);
+    close(fd);
+    spool_queue_envelope_clear(env);
+    errno = EINVAL;
+    return -1;
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+int spool_queue_recover(const char *dir, void (*report)(const char *name, const char *why))
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return errno == ENOENT ? 0 : -1;
+    int reclaimed = 0;
+    bool changed = false;
+    char *damaged = xasprintf("%s/damaged", dir);
+    char hostpart[96];
+    snprintf(hostpart, sizeof(hostpart), ".%s.new", spool_host);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (name[0] == '.') continue;
+        if (has_suffix(name, hostpart)) {
+            /* an unfinished write of ours: never acknowledged */
+            unlinkat(dirfd(d), name, 0);
+            changed = true;
+            continue;
+        }
+        bool inflight = has_suffix(name, ".tm$");
+        if (!inflight && !has_suffix(name, ".tmp")) continue;
+        char *path = xasprintf("%s/%s", dir, name);
+        struct queue_envelope env;
+        if (spool_queue_read(path, &env, NULL) < 0) {
+            if (errno == EINVAL) {
+                fs_mkdirs(damaged, 0700);
+                char *to = xasprintf("%s/%s", damaged, name);
+                if (rename(path, to) == 0 && report)
+                    report(name, "incomplete or damaged (no end marker); moved to damaged/");
+                free(to);
+                changed = true;
+            }
+            free(path);
+            continue;
+        }
+        spool_queue_envelope_clear(&env);
+        if (inflight) {
+            char *to = xasprintf("%s/%.*s.tmp", dir, (int)(strlen(name) - 4), name);
+            if (rename(path, to) == 0) {
+                reclaimed++;
+                changed = true;
+            }
+            free(to);
+        }
+        free(path);
+    }
+    closedir(d);
+    if (changed) fs_fsync_dir(dir);
+    free(damaged);
+    return reclaimed;
+}

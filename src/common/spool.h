@@ -1,0 +1,85 @@
+/* spool.h - TEMP and FORWARD: unique names, the message being received, queue files
+ *
+ * Names: "<seconds>.M<microseconds>P<pid>Q<counter>.<host>" - ascending in time, unique
+ * across the processes of one host and across hosts sharing mail/ (the host name is
+ * part of it).
+ *
+ * A queue file in mail/FORWARD/ (format in docs/storage.md):
+ *   ALKAID-QUEUE 1\n  <envelope lines "KEY value\n">  \n  <message, SIZE octets>
+ *   ALKAID-END\n
+ * It is written as "<id>.new", fsynced and renamed to "<id>.tmp"; a file without the
+ * end marker (or whose size does not add up) is never sent: at start-up it is moved to
+ * mail/FORWARD/damaged/ and reported.
+ *
+ * SECURITY: envelope values are checked to hold no CR, LF or NUL before they are
+ * written, so a client cannot inject envelope lines.
+ */
+#ifndef ALKAID_SPOOL_H
+#define ALKAID_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "sbuf.h"
+
+#define SPOOL_ID_MAX 160
+#define SPOOL_QUEUE_MAGIC "ALKAID-QUEUE 1\n"
+#define SPOOL_QUEUE_END "ALKAID-END\n"
+#define SPOOL_QUEUE_MAX_HEADER (1u << 20)
+
+/* Sets the host part of names (once, at start-up; dots and slashes are kept safe). */
+void spool_set_hostname(const char *hostname);
+/* A new unique name into buf (SPOOL_ID_MAX bytes). */
+void spool_make_id(char *buf, size_t size);
+
+/* The message being received: temp/<id>.tmp, written through a buffer. */
+struct spool_file {
+    int fd;
+    char id[SPOOL_ID_MAX];
+    char *path;
+    struct sbuf buf;
+    uint64_t size; /* octets written so far (buffered included) */
+    int error;     /* errno of the first failed write, 0 if none */
+};
+
+int spool_file_create(struct spool_file *f, const char *dir, const char *suffix);
+void spool_file_write(struct spool_file *f, const void *data, size_t len);
+/* Writes out the buffer and fsyncs. 0, or -1 with errno (also for an earlier failure). */
+int spool_file_sync(struct spool_file *f);
+/* Closes and removes the file. */
+void spool_file_discard(struct spool_file *f);
+
+/* At start-up: removes everything left in temp/ (none of it was acknowledged). */
+void spool_clean_temp(const char *temp_dir);
+
+struct queue_envelope {
+    char *id;
+    long long created;
+    char *sender;    /* "" for the null reverse-path */
+    char *auth;      /* authenticated submitter, or NULL */
+    char *client;    /* client address, or NULL */
+    char **rcpts;
+    size_t nrcpts;
+    unsigned attempts;
+    long long next_try;
+    uint64_t size;   /* octets of message */
+};
+
+/* Writes a queue file for env with the message taken from msg_fd[offset..offset+size)
+ * into dir as <env->id>.tmp (through <id>.new, fsynced). The directory is not fsynced:
+ * the caller does that once for everything it wrote. *path_r (optional) gets the final
+ * path. 0, or -1 with errno. */
+int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
+                      uint64_t offset, char **path_r);
+/* Reads and checks a queue file's envelope; *msg_offset_r is where the message starts.
+ * 0, or -1 if the file is damaged or incomplete (errno EINVAL) or unreadable. */
+int spool_queue_read(const char *path, struct queue_envelope *env_r, uint64_t *msg_offset_r);
+void spool_queue_envelope_clear(struct queue_envelope *env);
+/* At start-up: "<id>.tm$" left by a crash go back to "<id>.tmp"; "<id>.new" of this host
+ * are removed; damaged "<id>.tmp" move to damaged/. Returns how many were reclaimed, and
+ * reports each damaged file through report (may be NULL). */
+int spool_queue_recover(const char *dir, void (*report)(const char *name, const char *why));
+
+#endif

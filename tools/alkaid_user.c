@@ -1,0 +1,1256 @@
+/* alkaid_user.c - alkaid-user: domains, users, aliases, forwarding and catch-alls
+ *
+ * A small command-line front for store.h: each command is one row of commands[] with
+ * its argument counts, the options it accepts and a handler. The root comes from --root
+ * or ALKAID_ROOT and is loaded with config_load() (which sets up a new root from the
+ * default configuration); the store is the one the configuration names, and mailbox
+ * directories live under its mail directory. docs/users.md is the manual.
+ *
+ * Exit codes: 0 done; 1 refused (not found, already exists, invalid name, ...); 2 usage
+ * error; 75 temporary failure (the store is busy or unavailable). Every error is one
+ * line on stderr starting with "alkaid-user: ".
+ *
+ * SECURITY: a password is read from the terminal without echo (or as one line from
+ * stdin), hashed with password_hash() and wiped from memory; it is never printed. One
+ * given with --password is wiped from our argv at once, but other local users may have
+ * seen it in the process list: prefer the prompt or stdin. --purge removes a mailbox
+ * with openat()/unlinkat() and O_NOFOLLOW, so a symbolic link inside it is removed, never
+ * followed. Names from the command line are echoed with control characters escaped.
+ * Run as root with [System] User set, the files and directories made here are given to
+ * that user so that the services can use them after dropping privileges.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "config.h"
+#include "fsutil.h"
+#include "mailbox.h"
+#include "password.h"
+#include "sbuf.h"
+#include "store.h"
+#include "xalloc.h"
+
+#define PROG "alkaid-user"
+
+#define EXIT_REFUSED  1
+#define EXIT_USAGE    2
+#define EXIT_TEMPFAIL 75
+
+#define PASSWORD_MAX      1024 /* bytes of a password we accept */
+#define MAX_WALK_DEPTH    32   /* directory levels below a mailbox we look at or remove */
+#define SHOW_MAX          160  /* bytes of a command-line string echoed in a message */
+#define STORE_TARGETS_MAX 1000 /* as in the store: targets of one account */
+
+enum opt_bit {
+    OPT_ROOT = 1u << 0,
+    OPT_PASSWORD = 1u << 1,
+    OPT_ADMIN = 1u << 2,
+    OPT_NO_ADMIN = 1u << 3,
+    OPT_QUOTA = 1u << 4,
+    OPT_PURGE = 1u << 5,
+    OPT_FORCE = 1u << 6,
+    OPT_KEEP = 1u << 7,
+    OPT_OFF = 1u << 8,
+    OPT_HELP = 1u << 9,
+};
+
+static const struct opt_def {
+    const char *name;
+    bool has_arg;
+    unsigned bit;
+} opt_defs[] = {
+    {"root", true, OPT_ROOT},    {"password", true, OPT_PASSWORD},
+    {"admin", false, OPT_ADMIN}, {"no-admin", false, OPT_NO_ADMIN},
+    {"quota", true, OPT_QUOTA},  {"purge", false, OPT_PURGE},
+    {"force", false, OPT_FORCE}, {"keep", false, OPT_KEEP},
+    {"off", false, OPT_OFF},     {"help", false, OPT_HELP},
+};
+
+struct opts {
+    unsigned seen;
+    const char *root;
+    char *password; /* points into argv */
+    const char *quota_arg;
+    uint64_t quota;
+};
+
+struct ctx {
+    struct opts *o;
+    struct alkaid_config *cfg;
+    struct store *st;
+};
+
+typedef int command_fn(struct ctx *c, char **args, size_t nargs);
+
+struct command {
+    const char *name;
+    const char *sub; /* NULL: none */
+    size_t min_args, max_args;
+    unsigned options; /* besides --root and --help */
+    command_fn *run;
+    const char *usage;
+};
+
+static void usage_short(FILE *f);
+static void usage_one(FILE *f);
+
+/* ---- messages ---- */
+
+/* s made safe to echo: control characters and non-ASCII as \xNN, long strings cut.
+ * Returns one of a few static buffers (the tool is single-threaded). */
+static const char *shown(const char *s)
+{
+    static char ring[4][SHOW_MAX * 4 + 8];
+    static unsigned next;
+    char *out = ring[next++ % 4];
+    size_t o = 0, i = 0;
+    for (; s[i] != '\0' && i < SHOW_MAX; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch >= 0x7f)
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    if (s[i] != '\0') {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warn(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage_one(stderr);
+    return EXIT_USAGE;
+}
+
+static int tempfail(void)
+{
+    return fail(EXIT_TEMPFAIL, "the account store is busy or unavailable; try again later");
+}
+
+/* ---- sizes ---- */
+
+/* N megabytes, or N with a suffix B, K, M or G. */
+static int parse_quota(const char *s, uint64_t *bytes_r)
+{
+    if (s[0] < '0' || s[0] > '9') return -1;
+    uint64_t n = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) return -1;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    uint64_t mult;
+    switch (*p) {
+    case '\0': mult = 1ull << 20; break;
+    case 'b':
+    case 'B': mult = 1; break;
+    case 'k':
+    case 'K': mult = 1ull << 10; break;
+    case 'm':
+    case 'M': mult = 1ull << 20; break;
+    case 'g':
+    case 'G': mult = 1ull << 30; break;
+    default: return -1;
+    }
+    if (*p != '\0' && p[1] != '\0') return -1;
+    if (n > (uint64_t)INT64_MAX / mult) return -1;
+    *bytes_r = n * mult;
+    return 0;
+}
+
+/* A quota as --quota would take it back: "unlimited", "2G", "500M", "64K", "1000B". */
+static const char *quota_str(uint64_t q, char *buf, size_t size)
+{
+    if (q == 0)
+        snprintf(buf, size, "unlimited");
+    else if (q % (1ull << 30) == 0)
+        snprintf(buf, size, "%" PRIu64 "G", q >> 30);
+    else if (q % (1ull << 20) == 0)
+        snprintf(buf, size, "%" PRIu64 "M", q >> 20);
+    else if (q % (1ull << 10) == 0)
+        snprintf(buf, size, "%" PRIu64 "K", q >> 10);
+    else
+        snprintf(buf, size, "%" PRIu64 "B", q);
+    return buf;
+}
+
+/* ---- files ---- */
+
+/* When run as root with a service user configured, gives path to that user. */
+static void fix_owner(struct ctx *c, const char *path)
+{
+    if (geteuid() != 0 || c->cfg == NULL || c->cfg->user == NULL || c->cfg->user[0] == '\0') return;
+    struct passwd *pw = getpwnam(c->cfg->user);
+    if (pw == NULL) {
+        warn("service user %s not found; %s stays owned by root", shown(c->cfg->user), shown(path));
+        return;
+    }
+    if (lchown(path, pw->pw_uid, pw->pw_gid) < 0 && errno != ENOENT)
+        warn("cannot give %s to %s: %s", shown(path), shown(c->cfg->user), strerror(errno));
+}
+
+static void fix_store_owner(struct ctx *c)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char *p = xasprintf("%s%s", c->cfg->store_path, suffixes[i]);
+        fix_owner(c, p);
+        free(p);
+    }
+}
+
+struct usage {
+    uint64_t bytes;
+    uint64_t files;
+};
+
+/* Regular files whose names do not start with '.', in dfd and its subdirectories
+ * (hidden directories are ours, not folders). Symbolic links are not followed. */
+static void walk_usage(int dfd, int depth, struct usage *u)
+{
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (S_ISREG(sb.st_mode)) {
+            u->bytes += (uint64_t)sb.st_size;
+            u->files++;
+        } else if (S_ISDIR(sb.st_mode) && depth < MAX_WALK_DEPTH) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) walk_usage(sub, depth + 1, u);
+        }
+    }
+    closedir(d);
+}
+
+/* Removes name (relative to parent_fd) and, if it is a directory, everything in it,
+ * without following symbolic links. 0, or -1 with errno. */
+static int remove_tree_at(int parent_fd, const char *name, int depth)
+{
+    struct stat sb;
+    if (fstatat(parent_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) return unlinkat(parent_fd, name, 0);
+    if (depth > MAX_WALK_DEPTH) {
+        errno = ELOOP;
+        return -1;
+    }
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    int ret = 0;
+    struct dirent *de;
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        ret = remove_tree_at(dirfd(d), de->d_name, depth + 1);
+    }
+    int saved = errno;
+    closedir(d);
+    if (ret < 0) {
+        errno = saved;
+        return -1;
+    }
+    return unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+/* Removes the mailbox directory mail/<domain_dir>/<local>. 1 removed, 0 there was none,
+ * -1 with errno. */
+static int purge_mailbox(struct ctx *c, const char *domain_dir, const char *local)
+{
+    char *ddir = xasprintf("%s/%s", c->cfg->mail_dir, domain_dir);
+    int dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(ddir);
+    if (dfd < 0) return errno == ENOENT ? 0 : -1;
+    struct stat sb;
+    int ret;
+    if (fstatat(dfd, local, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        ret = errno == ENOENT ? 0 : -1;
+    else
+        ret = remove_tree_at(dfd, local, 0) == 0 ? 1 : -1;
+    int saved = errno;
+    if (ret == 1) fsync(dfd);
+    close(dfd);
+    errno = saved;
+    return ret;
+}
+
+/* ---- passwords ---- */
+
+static struct termios saved_tio;
+static volatile sig_atomic_t echo_off;
+
+static void restore_echo(int sig)
+{
+    if (echo_off) tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* One line from stdin into buf (without the line end). 0, or -1 if too long, empty
+ * input, or a read error. */
+static int read_line(char *buf, size_t size, size_t *len_r, bool *too_long_r)
+{
+    size_t n = 0;
+    bool got = false;
+    *too_long_r = false;
+    for (;;) {
+        char ch;
+        ssize_t r = read(STDIN_FILENO, &ch, 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got = true;
+        if (ch == '\n') break;
+        if (n + 1 >= size) {
+            *too_long_r = true;
+            continue;
+        }
+        buf[n++] = ch;
+    }
+    if (n > 0 && buf[n - 1] == '\r') n--;
+    buf[n] = '\0';
+    *len_r = n;
+    return got && !*too_long_r ? 0 : -1;
+}
+
+static int prompt(const char *text, char *buf, size_t size, size_t *len_r, bool *too_long_r)
+{
+    fputs(text, stderr);
+    fflush(stderr);
+    struct termios tio;
+    if (tcgetattr(STDIN_FILENO, &saved_tio) < 0) return -1;
+    tio = saved_tio;
+    tio.c_lflag &= ~(tcflag_t)ECHO;
+    tio.c_lflag |= ECHONL;
+    struct sigaction sa = {.sa_handler = restore_echo}, old[3];
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &sa, &old[i]);
+    echo_off = 1;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio);
+    int r = read_line(buf, size, len_r, too_long_r);
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+    echo_off = 0;
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &old[i], NULL);
+    return r;
+}
+
+/* The new password's hash: from --password, else asked twice on a terminal, else one
+ * line of stdin. NULL after printing why. */
+static char *new_password_hash(struct ctx *c, const char *address, int *exit_r)
+{
+    char pw[PASSWORD_MAX + 2], again[PASSWORD_MAX + 2];
+    size_t len = 0, len2 = 0;
+    bool too_long = false;
+    char *hash = NULL;
+
+    if (c->o->password != NULL) {
+        len = strlen(c->o->password);
+        if (len > PASSWORD_MAX) {
+            too_long = true;
+        } else {
+            memcpy(pw, c->o->password, len + 1);
+        }
+    } else if (isatty(STDIN_FILENO)) {
+        char *text = xasprintf("New password for %s: ", shown(address));
+        int r = prompt(text, pw, sizeof(pw), &len, &too_long);
+        free(text);
+        if (r == 0 && !too_long) {
+            r = prompt("Retype the password: ", again, sizeof(again), &len2, &too_long);
+            if (r == 0 && (len != len2 || memcmp(pw, again, len) != 0)) {
+                explicit_bzero(pw, sizeof(pw));
+                explicit_bzero(again, sizeof(again));
+                *exit_r = fail(EXIT_REFUSED, "the passwords do not match; nothing changed");
+                return NULL;
+            }
+        }
+        if (r < 0 && !too_long) len = 0;
+    } else if (read_line(pw, sizeof(pw), &len, &too_long) < 0 && !too_long) {
+        len = 0;
+    }
+
+    if (too_long)
+        *exit_r = fail(EXIT_REFUSED, "the password is too long (at most %d bytes)", PASSWORD_MAX);
+    else if (len == 0)
+        *exit_r = fail(EXIT_REFUSED, "empty password; nothing changed");
+    else
+        hash = password_hash(pw, len, (unsigned)c->cfg->password_iterations);
+    explicit_bzero(pw, sizeof(pw));
+    explicit_bzero(again, sizeof(again));
+    return hash;
+}
+
+/* ---- names ---- */
+
+/* Splits and checks ADDRESS. On failure prints why and returns -1. */
+static int parse_address(const char *arg, char **local_r, char **domain_r)
+{
+    if (address_split(arg, local_r, domain_r) < 0) {
+        fail(EXIT_REFUSED, "invalid address %s: expected local@domain", shown(arg));
+        return -1;
+    }
+    const char *why = NULL;
+    if (!address_localpart_valid(*local_r))
+        why = "invalid local part (1-64 of letters, digits and . _ + = -; no leading, trailing"
+              " or double dot)";
+    else if (!address_domain_valid(*domain_r, true))
+        why = "invalid domain name";
+    if (why != NULL) {
+        fail(EXIT_REFUSED, "%s: %s", shown(arg), why);
+        xfree(*local_r);
+        xfree(*domain_r);
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes sure domain is a local domain by exactly this name. 0, or the exit code after
+ * printing why. */
+static int require_domain(struct ctx *c, const char *domain, struct store_domain **dom_r)
+{
+    struct store_domain *d = NULL;
+    enum store_result r = store_domain_find(c->st, domain, &d);
+    if (r == STORE_TEMPFAIL) return tempfail();
+    if (r == STORE_OK && strcasecmp(d->name, domain) != 0) {
+        int code = fail(EXIT_REFUSED,
+                        "%s is not a domain by that name (it matches the wildcard domain %s;"
+                        " name that one to use it)",
+                        shown(domain), shown(d->name));
+        store_domain_free(&d);
+        return code;
+    }
+    if (r != STORE_OK)
+        return fail(EXIT_REFUSED, "no such domain: %s (add it with: " PROG " domain add %s)",
+                    shown(domain), shown(domain));
+    if (dom_r != NULL)
+        *dom_r = d;
+    else
+        store_domain_free(&d);
+    return 0;
+}
+
+/* The account at exactly local@domain (domain checked first). 0 found, or the exit
+ * code after printing why (a missing account is reported unless allow_missing, in which
+ * case 0 is returned with *a_r NULL). */
+static int get_account(struct ctx *c, const char *local, const char *domain, bool allow_missing,
+                       struct store_account **a_r)
+{
+    *a_r = NULL;
+    int code = require_domain(c, domain, NULL);
+    if (code != 0) return code;
+    enum store_result r = store_account_find(c->st, local, domain, a_r, NULL);
+    if (r == STORE_TEMPFAIL) return tempfail();
+    if (r == STORE_NOTFOUND && allow_missing) return 0;
+    if (r != STORE_OK)
+        return fail(EXIT_REFUSED, "no such account: %s@%s", shown(local), shown(domain));
+    return 0;
+}
+
+static int store_fail(enum store_result r, const char *what, const char *error)
+{
+    if (r == STORE_TEMPFAIL) return tempfail();
+    return fail(EXIT_REFUSED, "%s: %s", what, error != NULL ? error : "refused");
+}
+
+/* A target as the store wants it: "null", a full address, or a bare local part taken in
+ * domain. xmalloc'ed. */
+static char *expand_target(const char *t, const char *domain)
+{
+    if (strcasecmp(t, "null") == 0 || strchr(t, '@') != NULL) return xstrdup(t);
+    return xasprintf("%s@%s", t, domain);
+}
+
+/* Warns about targets at local domains that name no account. */
+static void check_targets(struct ctx *c, char *const *targets, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *l, *d;
+        if (strcmp(targets[i], "null") == 0 || address_split(targets[i], &l, &d) < 0) continue;
+        struct store_domain *dom = NULL;
+        if (store_account_find(c->st, l, d, NULL, &dom) == STORE_NOTFOUND && dom != NULL)
+            warn("%s is at a local domain but is not an account (yet)", shown(targets[i]));
+        store_domain_free(&dom);
+        free(l);
+        free(d);
+    }
+}
+
+static void print_targets(FILE *f, char *const *targets, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%s", i ? " " : "", targets[i]);
+}
+
+/* ---- commands ---- */
+
+static int cmd_domain_add(struct ctx *c, char **args, size_t nargs)
+{
+    const char *error = NULL;
+    enum store_result r = store_domain_add(c->st, args[0], &error);
+    if (r == STORE_EXISTS) return fail(EXIT_REFUSED, "domain %s already exists", shown(args[0]));
+    if (r == STORE_INVALID && error != NULL && strcmp(error, "invalid domain name") != 0)
+        return fail(EXIT_REFUSED, "%s: %s", shown(args[0]), error);
+    if (r == STORE_INVALID)
+        return fail(EXIT_REFUSED,
+                    "invalid domain name: %s (labels of letters, digits and '-' separated by"
+                    " dots; '*' as a wildcard)",
+                    shown(args[0]));
+    if (r != STORE_OK) return store_fail(r, "domain add", error);
+
+    char *dirname = address_domain_dir(args[0]);
+    char *dir = xasprintf("%s/%s", c->cfg->mail_dir, dirname);
+    int code = 0;
+    if (fs_mkdirs(dir, 0700) < 0) {
+        code = fail(EXIT_REFUSED, "domain %s added, but its directory %s could not be made: %s",
+                    shown(args[0]), shown(dir), strerror(errno));
+    } else {
+        fix_owner(c, dir);
+        char *name = address_lower(xstrdup(args[0]));
+        printf("added domain %s (%s)\n", name, dir);
+        free(name);
+    }
+    free(dir);
+    free(dirname);
+    return code;
+}
+
+static int cmd_domain_del(struct ctx *c, char **args, size_t nargs)
+{
+    struct store_domain *d = NULL;
+    enum store_result r = store_domain_find(c->st, args[0], &d);
+    if (r == STORE_TEMPFAIL) return tempfail();
+    if (r != STORE_OK || strcasecmp(d->name, args[0]) != 0) {
+        store_domain_free(&d);
+        return fail(EXIT_REFUSED, "no such domain: %s", shown(args[0]));
+    }
+    const char *error = NULL;
+    bool force = (c->o->seen & OPT_FORCE) != 0;
+    r = store_domain_del(c->st, d->name, force, &error);
+    int code = 0;
+    if (r == STORE_NOTEMPTY)
+        code = fail(EXIT_REFUSED,
+                    "domain %s still has %u account%s; delete them first, or use --force", d->name,
+                    d->accounts, d->accounts == 1 ? "" : "s");
+    else if (r != STORE_OK)
+        code = store_fail(r, "domain del", error);
+    else if (d->accounts > 0)
+        printf("deleted domain %s and its %u account%s; mailboxes kept in %s/%s\n", d->name,
+               d->accounts, d->accounts == 1 ? "" : "s", c->cfg->mail_dir, d->dir);
+    else
+        printf("deleted domain %s\n", d->name);
+    store_domain_free(&d);
+    return code;
+}
+
+static int cmd_domain_list(struct ctx *c, char **args, size_t nargs)
+{
+    struct store_domain **v = NULL;
+    size_t n = 0;
+    enum store_result r = store_domain_list(c->st, &v, &n);
+    if (r != STORE_OK) return store_fail(r, "domain list", NULL);
+    for (size_t i = 0; i < n; i++)
+        printf("%-40s %6u %s\n", v[i]->name, v[i]->accounts,
+               v[i]->catchall != NULL ? v[i]->catchall : "-");
+    store_domain_list_free(&v, n);
+    return 0;
+}
+
+static int cmd_add(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, true, &a);
+    if (code == 0 && a != NULL)
+        code = fail(EXIT_REFUSED, "%s@%s already exists (%s)", local, domain,
+                    a->type == ACCOUNT_ALIAS ? "an alias" : "a user");
+    store_account_free(&a);
+
+    char *hash = NULL;
+    if (code == 0) hash = new_password_hash(c, args[0], &code);
+    if (hash != NULL) {
+        struct store_account acc = {.localpart = local,
+                                    .domain = domain,
+                                    .type = ACCOUNT_USER,
+                                    .password_hash = hash,
+                                    .admin = (c->o->seen & OPT_ADMIN) != 0,
+                                    .quota = c->o->quota};
+        const char *error = NULL;
+        enum store_result r = store_account_add(c->st, &acc, &error);
+        if (r == STORE_EXISTS)
+            code = fail(EXIT_REFUSED, "%s@%s already exists", local, domain);
+        else if (r != STORE_OK)
+            code = store_fail(r, "add", error);
+        free(hash);
+    }
+    if (code == 0) {
+        char *ddir = address_domain_dir(domain);
+        char *domain_path = xasprintf("%s/%s", c->cfg->mail_dir, ddir);
+        char *mbox = mailbox_path(c->cfg->mail_dir, ddir, local);
+        struct stat sb;
+        bool existed = lstat(mbox, &sb) == 0;
+        bool domain_existed = stat(domain_path, &sb) == 0;
+        if (mailbox_create(mbox) < 0) {
+            code = fail(EXIT_REFUSED, "%s@%s added, but its mailbox %s could not be made: %s",
+                        local, domain, shown(mbox), strerror(errno));
+        } else {
+            if (!domain_existed) fix_owner(c, domain_path);
+            if (!existed) fix_owner(c, mbox);
+            printf("added user %s@%s (mailbox %s%s)\n", local, domain, mbox,
+                   existed ? ", which already existed and is kept" : "");
+        }
+        free(mbox);
+        free(domain_path);
+        free(ddir);
+    }
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_del(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, false, &a);
+    if (code == 0) {
+        const char *error = NULL;
+        enum store_result r = store_account_del(c->st, local, domain, &error);
+        if (r != STORE_OK) code = store_fail(r, "del", error);
+    }
+    if (code == 0 && a->type == ACCOUNT_ALIAS) {
+        printf("deleted alias %s@%s\n", local, domain);
+    } else if (code == 0) {
+        char *mbox = mailbox_path(c->cfg->mail_dir, a->domain_dir, local);
+        if (c->o->seen & OPT_PURGE) {
+            int p = purge_mailbox(c, a->domain_dir, local);
+            if (p < 0)
+                code = fail(EXIT_REFUSED,
+                            "deleted %s@%s, but its mailbox %s could not be"
+                            " removed: %s",
+                            local, domain, shown(mbox), strerror(errno));
+            else if (p == 0)
+                printf("deleted user %s@%s (it had no mailbox directory)\n", local, domain);
+            else
+                printf("deleted user %s@%s and removed its mailbox %s\n", local, domain, mbox);
+        } else {
+            printf("deleted user %s@%s; mailbox kept in %s (use --purge to remove it)\n", local,
+                   domain, mbox);
+        }
+        free(mbox);
+    }
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_passwd(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, false, &a);
+    if (code == 0 && a->type == ACCOUNT_ALIAS)
+        code = fail(EXIT_REFUSED, "%s@%s is an alias; an alias has no password", local, domain);
+    char *hash = NULL;
+    if (code == 0) hash = new_password_hash(c, args[0], &code);
+    if (hash != NULL) {
+        enum store_result r = store_account_set_password(c->st, local, domain, hash);
+        if (r != STORE_OK)
+            code = store_fail(r, "passwd", r == STORE_NOTFOUND ? "no such account" : NULL);
+        else
+            printf("password changed for %s@%s\n", local, domain);
+        free(hash);
+    }
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_set(struct ctx *c, char **args, size_t nargs)
+{
+    if (!(c->o->seen & (OPT_ADMIN | OPT_NO_ADMIN | OPT_QUOTA)))
+        return usage_error("set: nothing to set (--admin, --no-admin or --quota N)");
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, false, &a);
+    if (code == 0 && a->type == ACCOUNT_ALIAS)
+        code = fail(EXIT_REFUSED, "%s@%s is an alias; an alias has no admin flag or quota", local,
+                    domain);
+    enum store_result r = STORE_OK;
+    if (code == 0 && (c->o->seen & (OPT_ADMIN | OPT_NO_ADMIN)))
+        r = store_account_set_admin(c->st, local, domain, (c->o->seen & OPT_ADMIN) != 0);
+    if (code == 0 && r == STORE_OK && (c->o->seen & OPT_QUOTA))
+        r = store_account_set_quota(c->st, local, domain, c->o->quota);
+    if (code == 0 && r != STORE_OK) code = store_fail(r, "set", NULL);
+    if (code == 0) {
+        store_account_free(&a);
+        if (store_account_find(c->st, local, domain, &a, NULL) == STORE_OK) {
+            char q[32];
+            printf("%s@%s: admin %s, quota %s\n", local, domain, a->admin ? "yes" : "no",
+                   quota_str(a->quota, q, sizeof(q)));
+        }
+    }
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_show(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    struct store_domain *d = NULL;
+    int code = 0;
+    enum store_result r = store_account_find(c->st, local, domain, &a, &d);
+    if (r == STORE_TEMPFAIL) {
+        code = tempfail();
+    } else if (r == STORE_NOTFOUND && d == NULL) {
+        code = fail(EXIT_REFUSED, "no such domain: %s", domain);
+    } else if (r == STORE_NOTFOUND) {
+        if (d->catchall != NULL)
+            code = fail(EXIT_REFUSED,
+                        "no such account: %s@%s (mail to it goes to the"
+                        " catch-all of %s: %s)",
+                        local, domain, d->name, d->catchall);
+        else
+            code = fail(EXIT_REFUSED, "no such account: %s@%s", local, domain);
+    } else if (r != STORE_OK) {
+        code = store_fail(r, "show", NULL);
+    }
+    if (code == 0) {
+        printf("address: %s@%s\n", a->localpart, a->domain);
+        if (strcmp(a->domain, domain) != 0) printf("matched: %s@%s\n", local, domain);
+        if (a->type == ACCOUNT_ALIAS) {
+            printf("type: alias\nmembers: ");
+            print_targets(stdout, a->targets, a->ntargets);
+            printf("\n");
+        } else {
+            char q[32];
+            printf("type: user\nadmin: %s\nquota: %s\n", a->admin ? "yes" : "no",
+                   quota_str(a->quota, q, sizeof(q)));
+            printf("forward: ");
+            if (a->ntargets > 0)
+                print_targets(stdout, a->targets, a->ntargets);
+            else
+                printf("none");
+            printf("\nkeep-copy: %s\n", a->ntargets == 0 || a->keep_copy ? "yes" : "no");
+            char *mbox = mailbox_path(c->cfg->mail_dir, a->domain_dir, a->localpart);
+            struct usage u = {0, 0};
+            int fd = open(mbox, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd >= 0) walk_usage(fd, 0, &u);
+            printf("mailbox: %s%s\n", mbox, fd < 0 ? " (missing)" : "");
+            printf("size: %" PRIu64 " bytes\nmessages: %" PRIu64 "\n", u.bytes, u.files);
+            free(mbox);
+        }
+    }
+    store_account_free(&a);
+    store_domain_free(&d);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_list(struct ctx *c, char **args, size_t nargs)
+{
+    const char *domain = nargs > 0 ? args[0] : NULL;
+    if (domain != NULL) {
+        int code = require_domain(c, domain, NULL);
+        if (code != 0) return code;
+    }
+    struct store_account **v = NULL;
+    size_t n = 0;
+    enum store_result r = store_account_list(c->st, domain, &v, &n);
+    if (r == STORE_NOTFOUND) return fail(EXIT_REFUSED, "no such domain: %s", shown(domain));
+    if (r != STORE_OK) return store_fail(r, "list", "invalid domain name");
+    for (size_t i = 0; i < n; i++) {
+        char addr[ADDRESS_MAX + 2], q[32];
+        snprintf(addr, sizeof(addr), "%s@%s", v[i]->localpart, v[i]->domain);
+        if (v[i]->type == ACCOUNT_ALIAS)
+            printf("%-40s alias -   -\n", addr);
+        else
+            printf("%-40s user  %-3s %s\n", addr, v[i]->admin ? "yes" : "no",
+                   quota_str(v[i]->quota, q, sizeof(q)));
+    }
+    store_account_list_free(&v, n);
+    return 0;
+}
+
+/* Appends the expanded targets args[0..n) to *v (count *nv). */
+static void add_expanded(char ***v, size_t *nv, char **args, size_t n, const char *domain)
+{
+    *v = xreallocarray(*v, *nv + n + 1, sizeof(**v));
+    for (size_t i = 0; i < n; i++)
+        (*v)[(*nv)++] = expand_target(args[i], domain);
+}
+
+static void free_targets(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static int cmd_alias_add(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, true, &a);
+    if (code == 0 && a != NULL && a->type == ACCOUNT_USER)
+        code = fail(EXIT_REFUSED,
+                    "%s@%s is a user; use '" PROG " forward' for a user's"
+                    " forwarding",
+                    local, domain);
+    char **v = NULL;
+    size_t nv = 0;
+    if (code == 0) {
+        if (a != NULL) add_expanded(&v, &nv, a->targets, a->ntargets, domain);
+        add_expanded(&v, &nv, args + 1, nargs - 1, domain);
+        const char *error = NULL;
+        enum store_result r;
+        if (a != NULL) {
+            r = store_account_set_targets(c->st, local, domain, v, nv, false, &error);
+        } else {
+            struct store_account acc = {.localpart = local,
+                                        .domain = domain,
+                                        .type = ACCOUNT_ALIAS,
+                                        .targets = v,
+                                        .ntargets = nv};
+            r = store_account_add(c->st, &acc, &error);
+        }
+        if (r != STORE_OK) code = store_fail(r, "alias add", error);
+    }
+    if (code == 0) {
+        store_account_free(&a);
+        if (store_account_find(c->st, local, domain, &a, NULL) == STORE_OK) {
+            check_targets(c, a->targets, a->ntargets);
+            printf("alias %s@%s: ", local, domain);
+            print_targets(stdout, a->targets, a->ntargets);
+            printf("\n");
+        }
+    }
+    free_targets(v, nv);
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_alias_del(struct ctx *c, char **args, size_t nargs)
+{
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, false, &a);
+    if (code == 0 && a->type != ACCOUNT_ALIAS)
+        code =
+            fail(EXIT_REFUSED, "%s@%s is a user, not an alias; use '" PROG " del'", local, domain);
+    const char *error = NULL;
+    if (code == 0 && nargs == 1) {
+        enum store_result r = store_account_del(c->st, local, domain, &error);
+        if (r != STORE_OK)
+            code = store_fail(r, "alias del", error);
+        else
+            printf("deleted alias %s@%s\n", local, domain);
+    } else if (code == 0) {
+        /* Remove only the members named. */
+        char **drop = NULL;
+        size_t ndrop = 0;
+        add_expanded(&drop, &ndrop, args + 1, nargs - 1, domain);
+        char **keep = xcalloc(a->ntargets + 1, sizeof(*keep));
+        size_t nkeep = 0;
+        for (size_t i = 0; i < a->ntargets; i++) {
+            bool dropped = false;
+            for (size_t j = 0; j < ndrop && !dropped; j++)
+                dropped = strcasecmp(a->targets[i], drop[j]) == 0;
+            if (!dropped) keep[nkeep++] = a->targets[i];
+        }
+        for (size_t j = 0; j < ndrop && code == 0; j++) {
+            bool member = false;
+            for (size_t i = 0; i < a->ntargets && !member; i++)
+                member = strcasecmp(a->targets[i], drop[j]) == 0;
+            if (!member)
+                code = fail(EXIT_REFUSED, "%s is not a member of %s@%s", shown(drop[j]), local,
+                            domain);
+        }
+        if (code == 0 && nkeep == 0)
+            code = fail(EXIT_REFUSED,
+                        "that would leave %s@%s without members; delete the alias"
+                        " with '" PROG " alias del %s@%s'",
+                        local, domain, local, domain);
+        if (code == 0) {
+            enum store_result r =
+                store_account_set_targets(c->st, local, domain, keep, nkeep, false, &error);
+            if (r != STORE_OK) {
+                code = store_fail(r, "alias del", error);
+            } else {
+                printf("alias %s@%s: ", local, domain);
+                print_targets(stdout, keep, nkeep);
+                printf("\n");
+            }
+        }
+        free(keep);
+        free_targets(drop, ndrop);
+    }
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_forward(struct ctx *c, char **args, size_t nargs)
+{
+    bool off = (c->o->seen & OPT_OFF) != 0;
+    if (off && nargs != 1) return usage_error("forward: --off takes no targets");
+    if (off && (c->o->seen & OPT_KEEP)) return usage_error("forward: --keep and --off conflict");
+    if (!off && nargs < 2) return usage_error("forward: give targets, or --off");
+    char *local, *domain;
+    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
+    struct store_account *a = NULL;
+    int code = get_account(c, local, domain, false, &a);
+    if (code == 0 && a->type == ACCOUNT_ALIAS)
+        code = fail(EXIT_REFUSED,
+                    "%s@%s is an alias; change its members with '" PROG " alias add|del'", local,
+                    domain);
+    char **v = NULL;
+    size_t nv = 0;
+    if (code == 0) {
+        add_expanded(&v, &nv, args + 1, nargs - 1, domain);
+        const char *error = NULL;
+        bool keep = (c->o->seen & OPT_KEEP) != 0;
+        enum store_result r = store_account_set_targets(c->st, local, domain, v, nv, keep, &error);
+        if (r != STORE_OK) {
+            code = store_fail(r, "forward", error);
+        } else if (off) {
+            printf("forwarding off for %s@%s\n", local, domain);
+        } else {
+            check_targets(c, v, nv);
+            printf("forwarding %s@%s to ", local, domain);
+            print_targets(stdout, v, nv);
+            printf(keep ? " (keeping a copy in the mailbox)\n" : "\n");
+        }
+    }
+    free_targets(v, nv);
+    store_account_free(&a);
+    free(local);
+    free(domain);
+    return code;
+}
+
+static int cmd_catchall(struct ctx *c, char **args, size_t nargs)
+{
+    bool off = (c->o->seen & OPT_OFF) != 0;
+    if (off != (nargs == 1))
+        return usage_error("catchall: give DOMAIN and an ADDRESS (or null), or DOMAIN --off");
+    struct store_domain *d = NULL;
+    int code = require_domain(c, args[0], &d);
+    if (code != 0) return code;
+    char *target = off ? NULL : expand_target(args[1], d->name);
+    const char *error = NULL;
+    enum store_result r = store_domain_set_catchall(c->st, d->name, target, &error);
+    if (r != STORE_OK) {
+        code = store_fail(r, "catchall", error);
+    } else if (off) {
+        printf("catch-all off for %s\n", d->name);
+    } else {
+        check_targets(c, &target, 1);
+        printf("catch-all for %s: %s\n", d->name,
+               strcasecmp(target, "null") == 0 ? "null (discard)" : target);
+    }
+    free(target);
+    store_domain_free(&d);
+    return code;
+}
+
+static const struct command commands[] = {
+    {"domain", "add", 1, 1, 0, cmd_domain_add, "domain add DOMAIN"},
+    {"domain", "del", 1, 1, OPT_FORCE, cmd_domain_del, "domain del DOMAIN [--force]"},
+    {"domain", "list", 0, 0, 0, cmd_domain_list, "domain list"},
+    {"add", NULL, 1, 1, OPT_PASSWORD | OPT_ADMIN | OPT_QUOTA, cmd_add,
+     "add ADDRESS [--password P] [--admin] [--quota N]"},
+    {"del", NULL, 1, 1, OPT_PURGE, cmd_del, "del ADDRESS [--purge]"},
+    {"passwd", NULL, 1, 1, OPT_PASSWORD, cmd_passwd, "passwd ADDRESS [--password P]"},
+    {"set", NULL, 1, 1, OPT_ADMIN | OPT_NO_ADMIN | OPT_QUOTA, cmd_set,
+     "set ADDRESS [--admin|--no-admin] [--quota N]"},
+    {"show", NULL, 1, 1, 0, cmd_show, "show ADDRESS"},
+    {"list", NULL, 0, 1, 0, cmd_list, "list [DOMAIN]"},
+    {"alias", "add", 2, 1 + STORE_TARGETS_MAX, 0, cmd_alias_add,
+     "alias add ADDRESS TARGET [TARGET...]"},
+    {"alias", "del", 1, 1 + STORE_TARGETS_MAX, 0, cmd_alias_del, "alias del ADDRESS [TARGET...]"},
+    {"forward", NULL, 1, 1 + STORE_TARGETS_MAX, OPT_KEEP | OPT_OFF, cmd_forward,
+     "forward ADDRESS TARGET [TARGET...] [--keep] | forward ADDRESS --off"},
+    {"catchall", NULL, 1, 2, OPT_OFF, cmd_catchall,
+     "catchall DOMAIN ADDRESS|null | catchall DOMAIN --off"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* The command being run, for the usage line after a usage error. */
+static const struct command *usage_cmd;
+
+static void usage_one(FILE *f)
+{
+    if (usage_cmd != NULL)
+        fprintf(f, "usage: " PROG " [--root DIR] %s\n", usage_cmd->usage);
+    else
+        fprintf(f, "usage: " PROG " [--root DIR] COMMAND ...  (" PROG " --help lists them)\n");
+}
+
+static void usage_short(FILE *f)
+{
+    fprintf(f, "usage: " PROG " [--root DIR] COMMAND ...   (or ALKAID_ROOT=DIR)\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  " PROG " %s\n", commands[i].usage);
+}
+
+/* ---- main ---- */
+
+static const struct opt_def *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(opt_defs) / sizeof(opt_defs[0]); i++)
+        if (strlen(opt_defs[i].name) == len && strncmp(opt_defs[i].name, name, len) == 0)
+            return &opt_defs[i];
+    return NULL;
+}
+
+/* Splits argv into options and positional arguments (options may come anywhere; "--"
+ * ends them). */
+static int parse_args(int argc, char **argv, struct opts *o, char ***pos_r, size_t *npos_r)
+{
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    size_t npos = 0;
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            pos[npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (strcmp(arg, "-h") == 0) arg = "--help";
+        if (arg[1] != '-') {
+            free(pos);
+            return usage_error("unknown option %s", shown(arg));
+        }
+        const char *name = arg + 2;
+        char *eq = strchr(name, '=');
+        const struct opt_def *def = find_opt(name, eq ? (size_t)(eq - name) : strlen(name));
+        if (def == NULL) {
+            free(pos);
+            return usage_error("unknown option %s", shown(arg));
+        }
+        char *value = NULL;
+        if (def->has_arg) {
+            if (eq != NULL)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else {
+                free(pos);
+                return usage_error("--%s needs a value", def->name);
+            }
+        } else if (eq != NULL) {
+            free(pos);
+            return usage_error("--%s takes no value", def->name);
+        }
+        o->seen |= def->bit;
+        switch (def->bit) {
+        case OPT_ROOT: o->root = value; break;
+        case OPT_PASSWORD: o->password = value; break;
+        case OPT_QUOTA: o->quota_arg = value; break;
+        default: break;
+        }
+    }
+    *pos_r = pos;
+    *npos_r = npos;
+    return 0;
+}
+
+static const char *opt_name(unsigned bit)
+{
+    for (size_t i = 0; i < sizeof(opt_defs) / sizeof(opt_defs[0]); i++)
+        if (opt_defs[i].bit == bit) return opt_defs[i].name;
+    return "?";
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    char **pos = NULL;
+    size_t npos = 0;
+    int code = parse_args(argc, argv, &o, &pos, &npos);
+    if (code != 0) return code;
+
+    /* Keep a password given on the command line out of the process list from now on. */
+    char *password_copy = NULL;
+    if (o.password != NULL) {
+        password_copy = xstrdup(o.password);
+        explicit_bzero(o.password, strlen(o.password));
+        o.password = password_copy;
+    }
+
+    const struct command *cmd = NULL;
+    size_t skip = 0;
+    if (o.seen & OPT_HELP) {
+        usage_short(stdout);
+        goto out;
+    }
+    if (npos == 0) {
+        code = usage_error("no command given");
+        goto out;
+    }
+    for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++) {
+        if (strcmp(commands[i].name, pos[0]) != 0) continue;
+        if (commands[i].sub == NULL) {
+            cmd = &commands[i];
+            skip = 1;
+        } else if (npos > 1 && strcmp(commands[i].sub, pos[1]) == 0) {
+            cmd = &commands[i];
+            skip = 2;
+        }
+    }
+    if (cmd == NULL) {
+        if (strcmp(pos[0], "domain") == 0 || strcmp(pos[0], "alias") == 0)
+            code = usage_error("%s: expected add, del%s after it", pos[0],
+                               strcmp(pos[0], "domain") == 0 ? " or list" : "");
+        else
+            code = usage_error("unknown command %s", shown(pos[0]));
+        goto out;
+    }
+    usage_cmd = cmd;
+    size_t nargs = npos - skip;
+    char **args = pos + skip;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        code = usage_error("%s: wrong number of arguments", pos[0]);
+        goto out;
+    }
+    unsigned extra = o.seen & ~(cmd->options | OPT_ROOT | OPT_HELP);
+    if (extra != 0) {
+        unsigned bit = extra & -extra;
+        code = usage_error("%s: --%s does not apply here", pos[0], opt_name(bit));
+        goto out;
+    }
+    if ((o.seen & OPT_ADMIN) && (o.seen & OPT_NO_ADMIN)) {
+        code = usage_error("--admin and --no-admin conflict");
+        goto out;
+    }
+    if (o.quota_arg != NULL && parse_quota(o.quota_arg, &o.quota) < 0) {
+        code = usage_error("--quota %s: expected megabytes, or a size with K, M or G (500M,"
+                           " 2G); 0 = unlimited",
+                           shown(o.quota_arg));
+        goto out;
+    }
+    const char *root = o.root != NULL ? o.root : getenv("ALKAID_ROOT");
+    if (root == NULL || root[0] == '\0') {
+        code = usage_error("no root directory: give --root DIR or set ALKAID_ROOT");
+        goto out;
+    }
+
+    struct ctx c = {.o = &o};
+    struct sbuf messages = SBUF_INIT(SBUF_NO_MAX);
+    c.cfg = config_load(root, &messages);
+    const char *m = sbuf_cstr(&messages);
+    while (*m != '\0') {
+        const char *nl = strchr(m, '\n');
+        int len = nl != NULL ? (int)(nl - m) : (int)strlen(m);
+        if (len > 0) fprintf(stderr, PROG ": %.*s\n", len, m);
+        m += len + (nl != NULL);
+    }
+    sbuf_free(&messages);
+    if (c.cfg == NULL) {
+        code = fail(EXIT_REFUSED, "the configuration under %s has errors (see above)", shown(root));
+        goto out;
+    }
+    if (strcmp(c.cfg->store_backend, "sqlite") != 0) {
+        code = fail(EXIT_REFUSED, "store backend %s is not supported by this build",
+                    shown(c.cfg->store_backend));
+        config_free(&c.cfg);
+        goto out;
+    }
+    const char *error = NULL;
+    c.st = store_open_sqlite(c.cfg->store_path, &error);
+    if (c.st == NULL) {
+        code = fail(EXIT_TEMPFAIL, "cannot open the account store: %s",
+                    error != NULL ? error : "unknown error");
+    } else {
+        code = cmd->run(&c, args, nargs);
+        store_close(&c.st);
+        fix_store_owner(&c);
+    }
+    config_free(&c.cfg);
+
+out:
+    if (password_copy != NULL) {
+        explicit_bzero(password_copy, strlen(password_copy));
+        free(password_copy);
+    }
+    free(pos);
+    if (fflush(stdout) != 0 && code == 0) code = fail(EXIT_REFUSED, "cannot write output");
+    return code;
+}
