@@ -800,7 +800,9 @@ static int cmd_show(struct ctx *c, char **args, size_t nargs)
             printf("\nkeep-copy: %s\n", a->ntargets == 0 || a->keep_copy ? "yes" : "no");
             char *mbox = mailbox_path(c->cfg->mail_dir, a->domain_dir, a->localpart);
             struct usage u = {0, 0};
-            int fd = open(mbox, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            /* The mailbox itself may be a link the administrator made (a mailbox moved
+             * to another disk); nothing below it is followed. */
+            int fd = open(mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (fd >= 0) walk_usage(fd, 0, &u);
             printf("mailbox: %s%s\n", mbox, fd < 0 ? " (missing)" : "");
             printf("size: %" PRIu64 " bytes\nmessages: %" PRIu64 "\n", u.bytes, u.files);

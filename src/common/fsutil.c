@@ -6,8 +6,10 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,75 @@ int fs_fsync_dir(const char *path)
     close(fd);
     errno = saved;
     return r;
+}
+
+/* One entry per directory that has callers waiting on it; removed when the last leaves. */
+struct dirsync {
+    struct dirsync *next;
+    char *path;
+    uint64_t seq;  /* requests so far */
+    uint64_t done; /* requests covered by a completed fsync */
+    bool busy;     /* an fsync is running */
+    unsigned users;
+    pthread_cond_t cond;
+};
+
+#define DIRSYNC_BUCKETS 64
+static pthread_mutex_t dirsync_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dirsync *dirsync_table[DIRSYNC_BUCKETS];
+
+static struct dirsync **dirsync_slot(const char *path)
+{
+    size_t h = 5381;
+    for (const char *p = path; *p; p++) h = h * 33 + (unsigned char)*p;
+    struct dirsync **pp = &dirsync_table[h % DIRSYNC_BUCKETS];
+    while (*pp && strcmp((*pp)->path, path) != 0) pp = &(*pp)->next;
+    return pp;
+}
+
+int fs_fsync_dir_shared(const char *path)
+{
+    pthread_mutex_lock(&dirsync_lock);
+    struct dirsync **pp = dirsync_slot(path);
+    struct dirsync *e = *pp;
+    if (e == NULL) {
+        e = xcalloc(1, sizeof(*e));
+        e->path = xstrdup(path);
+        pthread_cond_init(&e->cond, NULL);
+        *pp = e;
+    }
+    e->users++;
+    uint64_t mine = ++e->seq;
+    int rc = 0, err = 0;
+    while (e->done < mine) {
+        if (e->busy) {
+            pthread_cond_wait(&e->cond, &dirsync_lock);
+            continue;
+        }
+        /* our change is older than this fsync: it covers everything up to target */
+        e->busy = true;
+        uint64_t target = e->seq;
+        pthread_mutex_unlock(&dirsync_lock);
+        int r = fs_fsync_dir(path);
+        err = errno;
+        pthread_mutex_lock(&dirsync_lock);
+        e->busy = false;
+        if (r == 0 && target > e->done) e->done = target;
+        pthread_cond_broadcast(&e->cond);
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (--e->users == 0) {
+        *dirsync_slot(path) = e->next;
+        pthread_cond_destroy(&e->cond);
+        free(e->path);
+        free(e);
+    }
+    pthread_mutex_unlock(&dirsync_lock);
+    errno = err;
+    return rc;
 }
 
 int fs_write_all(int fd, const void *data, size_t len)

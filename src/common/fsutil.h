@@ -18,6 +18,11 @@
 int fs_mkdirs(const char *path, mode_t mode);
 /* fsync of a directory, so that a rename or link inside it is durable. */
 int fs_fsync_dir(const char *path);
+/* fsync of a directory shared between threads: a caller that made a change in path
+ * waits until an fsync of path that started after its call has completed, so many
+ * threads committing into the same directory at once share a few fsyncs (group commit)
+ * instead of one each. */
+int fs_fsync_dir_shared(const char *path);
 /* Writes all of data to fd, retrying on EINTR and short writes. */
 int fs_write_all(int fd, const void *data, size_t len);
 /* Creates path with exactly data: a temporary name in the same directory, fsync,

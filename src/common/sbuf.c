@@ -5,6 +5,7 @@
  */
 #include "sbuf.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,10 @@ int sbuf_reserve(struct sbuf *sb, size_t extra)
     size_t cap = sb->cap ? sb->cap : 64;
     while (cap < need)
         cap = cap > SBUF_NO_MAX ? need : cap * 2;
+    bool fresh = sb->data == NULL;
     sb->data = xrealloc(sb->data, cap);
     sb->cap = cap;
+    if (fresh) sb->data[0] = '\0';
     return 0;
 }
 

@@ -33,7 +33,7 @@ int sbuf_append(struct sbuf *sb, const void *data, size_t len);
 int sbuf_appends(struct sbuf *sb, const char *s);
 int sbuf_putc(struct sbuf *sb, char c);
 int sbuf_printf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int sbuf_vprintf(struct sbuf *sb, const char *fmt, va_list ap);
+int sbuf_vprintf(struct sbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Removes the first n bytes. */
 void sbuf_consume(struct sbuf *sb, size_t n);
 /* Shortens the buffer to len bytes (no-op if already shorter). */

@@ -95,6 +95,11 @@ static int make_dirs(const struct alkaid_config *cfg, const char **error_r)
         }
         platform_chown_to(dirs[i], cfg->user);
     }
+    /* the store writes its -wal and -shm files next to the database */
+    char *dbdir = fs_dirname(cfg->store_path);
+    platform_chown_to(dbdir, cfg->user);
+    platform_chown_to(cfg->store_path, cfg->user);
+    free(dbdir);
     char *forward = xasprintf("%s/FORWARD", cfg->mail_dir);
     int r = fs_mkdirs(forward, 0750);
     if (r == 0) platform_chown_to(forward, cfg->user);

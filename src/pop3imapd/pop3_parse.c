@@ -37,15 +37,11 @@ enum pop3_parse_result pop3_parse_command(const char *line, size_t len,
     if (blank) return POP3_PARSE_EMPTY;
 
     size_t k = 0;
-    while (k < len && is_alpha((unsigned char)line[k])) {
-        if (k == POP3_MAX_KEYWORD) return POP3_PARSE_KEYWORD;
-        char c = line[k];
-        cmd_r->keyword[k] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        k++;
-    }
-    if (k == 0 || (k < len && line[k] != ' ')) {
-        memset(cmd_r->keyword, 0, sizeof(cmd_r->keyword));
-        return POP3_PARSE_KEYWORD;
+    while (k < len && k <= POP3_MAX_KEYWORD && is_alpha((unsigned char)line[k])) k++;
+    if (k == 0 || k > POP3_MAX_KEYWORD || (k < len && line[k] != ' ')) return POP3_PARSE_KEYWORD;
+    for (size_t i = 0; i < k; i++) {
+        char c = line[i];
+        cmd_r->keyword[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
     }
 
     /* rest: everything after the keyword's space, as sent */

@@ -124,7 +124,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         dirs[ndirs++] = queue_dir;
     }
     for (size_t i = 0; i < ndirs; i++) {
-        if (fs_fsync_dir(dirs[i]) < 0) {
+        if (fs_fsync_dir_shared(dirs[i]) < 0) {
             log_error(LOG_SMTP, req->ip, "Cannot sync %s: %s", dirs[i], strerror(errno));
             if (queue_path) unlink(queue_path);
             goto tempfail_dirs;

@@ -20,8 +20,9 @@
 #include "xalloc.h"
 
 struct item {
-    char *local;
-    char *domain;
+    char *local;  /* lower-cased, for lookups */
+    char *domain; /* lower-cased */
+    char *orig;   /* the address as configured: remote local parts keep their case */
     unsigned depth;
 };
 
@@ -39,7 +40,8 @@ static bool seen(const struct work *w, const char *local, const char *domain)
 }
 
 /* Queues an address; false when the expansion is too wide. */
-static bool push(struct work *w, const char *local, const char *domain, unsigned depth)
+static bool push(struct work *w, const char *local, const char *domain, const char *orig,
+                 unsigned depth)
 {
     if (seen(w, local, domain)) return true;
     if (w->n >= RESOLVE_MAX_TARGETS) return false;
@@ -49,6 +51,7 @@ static bool push(struct work *w, const char *local, const char *domain, unsigned
     }
     w->items[w->n].local = address_lower(xstrdup(local));
     w->items[w->n].domain = address_lower(xstrdup(domain));
+    w->items[w->n].orig = orig ? xstrdup(orig) : xasprintf("%s@%s", local, domain);
     w->items[w->n].depth = depth;
     w->n++;
     return true;
@@ -61,7 +64,7 @@ static bool push_address(struct work *w, const char *address, unsigned depth)
         log_error(LOG_SMTP, NULL, "Ignoring malformed forwarding target '%s'", address);
         return true;
     }
-    bool ok = push(w, local, domain, depth);
+    bool ok = push(w, local, domain, address, depth);
     free(local);
     free(domain);
     return ok;
@@ -83,9 +86,9 @@ static void add_mailbox(struct resolved *r, const char *mail_dir, const struct s
     m->quota = a->quota;
 }
 
-static void add_remote(struct resolved *r, const char *local, const char *domain)
+static void add_remote(struct resolved *r, const char *address)
 {
-    char *addr = xasprintf("%s@%s", local, domain);
+    char *addr = xstrdup(address);
     for (size_t i = 0; i < r->nremote; i++) {
         if (strcasecmp(r->remote[i], addr) == 0) {
             free(addr);
@@ -116,7 +119,7 @@ enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, co
     memset(out, 0, sizeof(*out));
     struct work w = {0};
     enum resolve_result result = RESOLVE_OK;
-    push(&w, local, domain, 0);
+    push(&w, local, domain, NULL, 0);
 
     while (w.next < w.n) {
         struct item it = w.items[w.next++];
@@ -137,7 +140,7 @@ enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, co
                 result = RESOLVE_NOT_LOCAL;
                 goto done;
             }
-            add_remote(out, it.local, it.domain);
+            add_remote(out, it.orig);
             continue;
         }
         if (sr == STORE_NOTFOUND) {
@@ -183,6 +186,7 @@ done:
     for (size_t i = 0; i < w.n; i++) {
         free(w.items[i].local);
         free(w.items[i].domain);
+        free(w.items[i].orig);
     }
     free(w.items);
     if (result != RESOLVE_OK) resolved_clear(out);

@@ -305,3 +305,53 @@ def alkaid(alkaid_root):
     alkaid_root.start("smtpd")
     alkaid_root.start("pop3imapd")
     return alkaid_root
+
+
+# ---- helpers for the SMTP tests (test_smtp*.py) -------------------------------------
+
+def smtp_session(alkaid, port=None, helo="client.example.test", timeout=10):
+    """A RawClient past the 220 greeting and EHLO; returns (client, EHLO reply lines)."""
+    c = alkaid.raw(port or alkaid.smtp_port, timeout=timeout)
+    code, text, _ = c.reply()
+    assert code == 220, text
+    c.send("EHLO %s\r\n" % helo)
+    code, text, lines = c.reply()
+    assert code == 250, lines
+    return c, lines
+
+
+def stored_messages(alkaid):
+    """Every message file in every mailbox (the queue excluded): {relative path: bytes}."""
+    mail = alkaid.root / "mail"
+    out = {}
+    if not mail.exists():
+        return out
+    for p in sorted(mail.rglob("*.eml")):
+        rel = p.relative_to(mail)
+        if rel.parts[0] == "FORWARD" or any(part.startswith(".") for part in rel.parts):
+            continue
+        out[str(rel)] = p.read_bytes()
+    return out
+
+
+def temp_files(alkaid):
+    """Names of the files left in temp/ (hidden ones included)."""
+    d = alkaid.root / "temp"
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def read_queue_file(path):
+    """Parses a mail/FORWARD/<id>.tmp file (src/common/spool.h): returns (envelope, message)
+    where envelope maps each key to the list of its values. Raises AssertionError when the
+    file is not complete (magic, SIZE, end marker)."""
+    data = Path(path).read_bytes()
+    assert data.startswith(b"ALKAID-QUEUE 1\n"), data[:40]
+    head, sep, rest = data.partition(b"\n\n")
+    assert sep, "no end of envelope"
+    env = {}
+    for line in head.decode().split("\n")[1:]:
+        key, _, value = line.partition(" ")
+        env.setdefault(key, []).append(value)
+    size = int(env["SIZE"][0])
+    assert rest[size:] == b"ALKAID-END\n", "end marker missing or size wrong: %r" % rest[size:][:40]
+    return env, rest[:size]

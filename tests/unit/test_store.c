@@ -41,7 +41,19 @@ static int setup(void **state)
 {
     const char *base = getenv("ALKAID_TEST_TMP");
     if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (mkdir(base, 0700) < 0 && errno != EEXIST) return -1;
+    /* mkdir -p base */
+    char *p = xstrdup(base);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        if ((*s = c) == '\0') break;
+    }
+    free(p);
     struct fixture *f = xcalloc(1, sizeof(*f));
     f->dir = xasprintf("%s/store-XXXXXX", base);
     if (mkdtemp(f->dir) == NULL) return -1;
