@@ -203,7 +203,7 @@ int server_listen(struct server *s, const struct listener_def *def, const char *
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
         snprintf(server_error, sizeof(server_error), "%s: cannot listen on %s port %d: %s",
-                 def->name, def->bind, def->port, strerror(errno));
+                 def->key ? def->key : def->name, def->bind, def->port, strerror(errno));
         close(fd);
         goto fail;
     }

@@ -34,6 +34,7 @@ struct listener_def {
     int kind;               /* for the handler: which of the service's ports this is */
     session_handler_fn *handler;
     const char *busy_reply; /* full reply with CRLF sent when over a cap */
+    const char *key;        /* the INI setting of the port, for errors: "[SMTP] Port" */
 };
 
 struct session {

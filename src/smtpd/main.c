@@ -25,11 +25,11 @@
 
 static struct listener_def listeners[] = {
     {"SMTP", NULL, 0, false, SMTP_PORT_MX, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n"},
+     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] Port"},
     {"Submission", NULL, 0, false, SMTP_PORT_SUBMISSION, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n"},
+     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] SubmissionPort"},
     {"SMTPS", NULL, 0, true, SMTP_PORT_SMTPS, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n"},
+     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] TLSPort"},
 };
 
 static void report_damaged(const char *name, const char *why)

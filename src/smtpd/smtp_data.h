@@ -12,13 +12,14 @@
  *   - A line is ended only by CRLF. A bare LF or bare CR inside the data is kept as a
  *     line break in the output (written as CRLF), so the stored message is always
  *     canonical; a '.' after a bare LF/CR is not a line start and is not unstuffed.
- *   - A line (counted on the wire, including its CRLF; for this count a bare LF or CR
- *     also ends a line) longer than max_line octets sets line_too_long; content past max_size
- * output octets sets too_big and stops writing output; a NUL byte sets has_nul. In all three cases
- * reading continues to the end of data, so the session stays in step with the client.
+ *   - A line (counted on the wire, including its CRLF; for this count only, a bare LF or
+ *     CR also ends a line) longer than max_line octets sets line_too_long; content past
+ *     max_size output octets sets too_big and stops writing output; a NUL byte sets
+ *     has_nul. In all three cases reading continues to the end of data, so the session
+ *     stays in step with the client.
  *   - In the header section (up to the first empty line) "Received:" fields are counted
- *     (case-insensitive, at the start of a line of the canonical output; optional SP/HTAB
- *     before the ':' is allowed), for mail-loop detection.
+ *     (case-insensitive, at the start of a line of the canonical output, optional SP/HTAB
+ *     allowed before the ':'), for mail-loop detection.
  * In BDAT mode there is no dot-stuffing and no terminator: the caller feeds exactly the
  * chunk's bytes, and calls smtp_data_finish() after the LAST chunk.
  *
@@ -37,12 +38,12 @@
 
 struct smtp_data {
     /* results */
-    bool done;               /* the terminator was seen (DATA) / smtp_data_finish() (BDAT) */
-    bool too_big;            /* more than max_size octets of message */
-    bool line_too_long;      /* a line longer than max_line octets */
-    bool has_nul;            /* a NUL byte */
-    bool bare_newline;       /* a bare LF or CR was seen (and normalised) */
-    unsigned received;       /* "Received:" header fields counted */
+    bool done;          /* the terminator was seen (DATA) / smtp_data_finish() (BDAT) */
+    bool too_big;       /* more than max_size octets of message */
+    bool line_too_long; /* a line longer than max_line octets */
+    bool has_nul;       /* a NUL byte */
+    bool bare_newline;  /* a bare LF or CR was seen (and normalised) */
+    unsigned received;  /* "Received:" header fields counted */
     unsigned long long size; /* octets of canonical message written (or that would
                                 have been, when too_big) */
     /* settings */
@@ -51,15 +52,16 @@ struct smtp_data {
     bool bdat;
     /* private state */
     int state;
-    size_t line_len; /* octets of the current line on the wire */
+    size_t line_len;  /* octets of the current line on the wire */
     bool in_header;
-    char hdr[10]; /* first octets of the current header line */
+    char hdr[10];     /* first octets of the current header line */
     size_t hdr_len;
 };
 
 /* Prepares d for one message. max_size 0 means no limit; max_line 0 means
  * SMTP_MAX_TEXT_LINE. */
-void smtp_data_init(struct smtp_data *d, unsigned long long max_size, size_t max_line, bool bdat);
+void smtp_data_init(struct smtp_data *d, unsigned long long max_size, size_t max_line,
+                    bool bdat);
 /* Consumes bytes from in[0..len) and appends message octets to out (unless too_big).
  * Returns how many bytes of in were consumed: all of them, except in DATA mode when the
  * terminator ends within in, in which case the bytes after it are not consumed (they are
