@@ -214,17 +214,18 @@ char *fs_read_file(const char *path, size_t max, size_t *len_r)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
-    size_t cap = 4096, len = 0;
+    /* one byte more than max is read so that a file over max can be told apart */
+    size_t cap = max < 4096 ? max + 1 : 4096, len = 0;
     char *buf = xmalloc(cap + 1);
     for (;;) {
         if (len == cap) {
-            if (cap >= max) {
+            if (cap > max) {
                 free(buf);
                 close(fd);
                 errno = EFBIG;
                 return NULL;
             }
-            cap = cap * 2 > max ? max : cap * 2;
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             buf = xrealloc(buf, cap + 1);
         }
         ssize_t n = read(fd, buf + len, cap - len);
@@ -240,6 +241,11 @@ char *fs_read_file(const char *path, size_t max, size_t *len_r)
         len += (size_t)n;
     }
     close(fd);
+    if (len > max) {
+        free(buf);
+        errno = EFBIG;
+        return NULL;
+    }
     buf[len] = '\0';
     if (len_r) *len_r = len;
     return buf;

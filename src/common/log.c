@@ -179,7 +179,7 @@ static void emit(enum log_channel ch, bool also_error, const char *ip, const cha
 void log_line(enum log_channel ch, const char *ip, const char *fmt, ...)
 {
     if (!channels[ch].enabled) return;
-    char buf[LOG_MAX_ACTION + 1];
+    char buf[LOG_MAX_ACTION + 2]; /* one more than kept, so sanitise() sees the cut */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -191,7 +191,7 @@ void log_line(enum log_channel ch, const char *ip, const char *fmt, ...)
 
 void log_error(enum log_channel ch, const char *ip, const char *fmt, ...)
 {
-    char buf[LOG_MAX_ACTION + 1];
+    char buf[LOG_MAX_ACTION + 2]; /* one more than kept, so sanitise() sees the cut */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -212,7 +212,7 @@ void log_proto(enum log_channel ch, const char *ip, const char *dir, const char 
         size_t linelen = n;
         if (linelen && text[linelen - 1] == '\r') linelen--;
         char buf[LOG_MAX_ACTION + 16];
-        size_t keep = linelen > LOG_MAX_ACTION ? LOG_MAX_ACTION : linelen;
+        size_t keep = linelen > LOG_MAX_ACTION + 1 ? LOG_MAX_ACTION + 1 : linelen;
         memcpy(buf, dir, dirlen);
         buf[dirlen] = ' ';
         memcpy(buf + dirlen + 1, text, keep);

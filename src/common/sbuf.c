@@ -17,7 +17,7 @@ void sbuf_init(struct sbuf *sb, size_t max)
     sb->data = NULL;
     sb->len = 0;
     sb->cap = 0;
-    sb->max = max ? max : SBUF_NO_MAX;
+    sb->max = max && max < SBUF_NO_MAX ? max : SBUF_NO_MAX;
 }
 
 void sbuf_free(struct sbuf *sb)
@@ -36,7 +36,7 @@ void sbuf_reset(struct sbuf *sb)
 
 int sbuf_reserve(struct sbuf *sb, size_t extra)
 {
-    size_t max = sb->max ? sb->max : SBUF_NO_MAX;
+    size_t max = sb->max && sb->max < SBUF_NO_MAX ? sb->max : SBUF_NO_MAX;
     if (extra > max || sb->len > max - extra) return -1;
     size_t need = sb->len + extra + 1;
     if (need <= sb->cap) return 0;

@@ -64,9 +64,9 @@ struct server {
 struct session_start {
     struct server *server;
     const struct listener_def *def;
-    int fd;
+    struct conn *conn;
+    struct active node; /* on the server's list from accept() on, so stop can reach it */
     char ip[64];
-    int port, local_port;
     bool over_limit;
 };
 
@@ -80,9 +80,7 @@ struct server *server_new(const char *name, enum log_channel channel, void *data
     s->data = data;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
-    s->max_sessions = 100;
-    s->max_per_ip = 10;
-    s->handshake_timeout_s = 60;
+    server_set_limits(s, 100, 10, 60);
     return s;
 }
 
@@ -262,20 +260,29 @@ static void release(struct server *s, const char *ip)
     s->counted--;
 }
 
+/* Called with the lock held. */
+static void link_active(struct server *s, struct active *node)
+{
+    node->prev = NULL;
+    node->next = s->active;
+    if (s->active) s->active->prev = node;
+    s->active = node;
+}
+
+/* Called with the lock held. */
+static void unlink_active(struct server *s, struct active *node)
+{
+    if (node->prev) node->prev->next = node->next;
+    else s->active = node->next;
+    if (node->next) node->next->prev = node->prev;
+}
+
 static void *session_thread(void *arg)
 {
     struct session_start *st = arg;
     struct server *s = st->server;
-    struct conn *conn = conn_new(st->fd);
-    snprintf(conn->ip, sizeof(conn->ip), "%s", st->ip);
-    conn->port = st->port;
-    conn->local_port = st->local_port;
-
-    struct active node = {.conn = conn};
+    struct conn *conn = st->conn;
     pthread_mutex_lock(&s->lock);
-    node.next = s->active;
-    if (s->active) s->active->prev = &node;
-    s->active = &node;
     int handshake_s = s->handshake_timeout_s;
     pthread_mutex_unlock(&s->lock);
 
@@ -300,9 +307,7 @@ static void *session_thread(void *arg)
     }
 
     pthread_mutex_lock(&s->lock);
-    if (node.prev) node.prev->next = node.next;
-    else s->active = node.next;
-    if (node.next) node.next->prev = node.prev;
+    unlink_active(s, &st->node);
     if (!st->over_limit) release(s, st->ip);
     s->stats.bytes_in += conn->bytes_in;
     s->stats.bytes_out += conn->bytes_out;
@@ -365,14 +370,17 @@ static void *accept_thread(void *arg)
         struct session_start *st = xcalloc(1, sizeof(*st));
         st->server = s;
         st->def = l->def;
-        st->fd = fd;
-        addr_text(&ss, st->ip, sizeof(st->ip), &st->port);
+        struct conn *conn = conn_new(fd);
+        addr_text(&ss, conn->ip, sizeof(conn->ip), &conn->port);
+        snprintf(st->ip, sizeof(st->ip), "%s", conn->ip);
         struct sockaddr_storage local;
         socklen_t llen = sizeof(local);
         if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
             char dummy[64];
-            addr_text(&local, dummy, sizeof(dummy), &st->local_port);
+            addr_text(&local, dummy, sizeof(dummy), &conn->local_port);
         }
+        st->conn = conn;
+        st->node.conn = conn;
 
         pthread_mutex_lock(&s->lock);
         s->stats.total++;
@@ -380,22 +388,27 @@ static void *accept_thread(void *arg)
         /* far past the cap: do not even spend a thread on a reply */
         bool drop = st->over_limit && s->nactive >= (unsigned)s->max_sessions * 2 + 16;
         if (st->over_limit) s->stats.rejected++;
-        if (!drop) s->nactive++;
+        if (!drop) {
+            s->nactive++;
+            link_active(s, &st->node);
+        }
         pthread_mutex_unlock(&s->lock);
         if (drop) {
-            close(fd);
+            conn_free(&conn);
             free(st);
             continue;
         }
         pthread_t tid;
-        if (pthread_create(&tid, &attr, session_thread, st) != 0) {
-            log_error(s->channel, st->ip, "cannot start a session thread: %s", strerror(errno));
+        int err = pthread_create(&tid, &attr, session_thread, st);
+        if (err != 0) {
+            log_error(s->channel, st->ip, "cannot start a session thread: %s", strerror(err));
             pthread_mutex_lock(&s->lock);
+            unlink_active(s, &st->node);
             if (!st->over_limit) release(s, st->ip);
             s->nactive--;
             if (s->nactive == 0) pthread_cond_broadcast(&s->idle);
             pthread_mutex_unlock(&s->lock);
-            close(fd);
+            conn_free(&conn);
             free(st);
         }
     }

@@ -309,10 +309,16 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
 fail_started:
     ops->stop();
 fail:
+    /* log_error() also prints to stderr in the foreground */
     log_error(ops->channel, NULL, "%s Service not started: %s", ops->title, err);
+    goto report;
 fail_early:
-    if (foreground) fprintf(stderr, "%s: %s\n", prog, err);
-    platform_ready(err);
+    fprintf(stderr, "%s: %s\n", prog, err);
+report: {
+    char *msg = xasprintf("%s: %s", prog, err);
+    platform_ready(msg);
+    free(msg);
+}
 out:
     if (pidfd >= 0) {
         platform_pidfile_remove(pidfile);

@@ -58,7 +58,7 @@ int spool_file_create(struct spool_file *f, const char *dir, const char *suffix)
         spool_make_id(f->id, sizeof(f->id));
         free(f->path);
         f->path = xasprintf("%s/%s%s", dir, f->id, suffix);
-        f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (f->fd >= 0) return 0;
         if (errno != EEXIST) break;
     }

@@ -64,7 +64,8 @@ bool pop3_dotstuff_feed(struct pop3_dotstuff *d, const char *data, size_t len)
         if (d->line_start && c == '.') d->out(d->ctx, ".", 1);
         d->line_start = false;
         size_t j = i + 1;
-        while (j < len && data[j] != '\r' && data[j] != '\n') j++;
+        while (j < len && data[j] != '\r' && data[j] != '\n')
+            j++;
         d->out(d->ctx, data + i, j - i);
         i = j;
     }

@@ -103,7 +103,8 @@ void pop3_maildrop_close(struct pop3_maildrop **dropp)
 {
     struct pop3_maildrop *drop = *dropp;
     if (drop == NULL) return;
-    for (size_t i = 0; i < drop->count; i++) free(drop->msgs[i].name);
+    for (size_t i = 0; i < drop->count; i++)
+        free(drop->msgs[i].name);
     free(drop->msgs);
     close(drop->lock_fd); /* releases the flock */
     close(drop->dir_fd);
@@ -129,7 +130,8 @@ void pop3_maildrop_delete(struct pop3_maildrop *drop, struct pop3_msg *msg)
 
 void pop3_maildrop_reset(struct pop3_maildrop *drop)
 {
-    for (size_t i = 0; i < drop->count; i++) drop->msgs[i].deleted = false;
+    for (size_t i = 0; i < drop->count; i++)
+        drop->msgs[i].deleted = false;
     drop->ndeleted = 0;
     drop->deleted_size = 0;
 }

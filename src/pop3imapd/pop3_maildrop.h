@@ -47,8 +47,8 @@ struct pop3_maildrop {
 
 enum pop3_maildrop_result {
     POP3_MAILDROP_OK = 0,
-    POP3_MAILDROP_INUSE,   /* another POP3 session holds the lock */
-    POP3_MAILDROP_ERROR,   /* cannot create, lock or list the mailbox (errno) */
+    POP3_MAILDROP_INUSE, /* another POP3 session holds the lock */
+    POP3_MAILDROP_ERROR, /* cannot create, lock or list the mailbox (errno) */
 };
 
 /* Locks and lists dir (creating an empty mailbox if there is none). */

@@ -18,8 +18,7 @@ static bool is_alpha(unsigned char c)
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-enum pop3_parse_result pop3_parse_command(const char *line, size_t len,
-                                          struct pop3_command *cmd_r)
+enum pop3_parse_result pop3_parse_command(const char *line, size_t len, struct pop3_command *cmd_r)
 {
     memset(cmd_r->keyword, 0, sizeof(cmd_r->keyword));
     cmd_r->rest = "";
@@ -37,7 +36,8 @@ enum pop3_parse_result pop3_parse_command(const char *line, size_t len,
     if (blank) return POP3_PARSE_EMPTY;
 
     size_t k = 0;
-    while (k < len && k <= POP3_MAX_KEYWORD && is_alpha((unsigned char)line[k])) k++;
+    while (k < len && k <= POP3_MAX_KEYWORD && is_alpha((unsigned char)line[k]))
+        k++;
     if (k == 0 || k > POP3_MAX_KEYWORD || (k < len && line[k] != ' ')) return POP3_PARSE_KEYWORD;
     for (size_t i = 0; i < k; i++) {
         char c = line[i];
@@ -55,11 +55,13 @@ enum pop3_parse_result pop3_parse_command(const char *line, size_t len,
 
     char *p = args, *end = args + rest_len;
     while (p < end) {
-        while (p < end && *p == ' ') p++;
+        while (p < end && *p == ' ')
+            p++;
         if (p == end) break;
         if (cmd_r->nargs < POP3_MAX_ARGS) cmd_r->args[cmd_r->nargs] = p;
         cmd_r->nargs++;
-        while (p < end && *p != ' ') p++;
+        while (p < end && *p != ' ')
+            p++;
         if (p < end) *p++ = '\0';
     }
     return POP3_PARSE_OK;

@@ -109,8 +109,7 @@ void pop3_server_status(struct pop3_server *p, struct sbuf *json)
     sbuf_printf(json,
                 ",\"pop3\":{\"connections\":%u,\"total\":%" PRIu64 ",\"rejected\":%" PRIu64
                 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"logins\":%" PRIu64
-                ",\"auth_failures\":%" PRIu64 ",\"retrieved\":%" PRIu64 ",\"deleted\":%" PRIu64
-                "}",
+                ",\"auth_failures\":%" PRIu64 ",\"retrieved\":%" PRIu64 ",\"deleted\":%" PRIu64 "}",
                 st.active, st.total, st.rejected, st.bytes_in, st.bytes_out,
                 __atomic_load_n(&c->logins, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->auth_failures, __ATOMIC_RELAXED),

@@ -57,9 +57,9 @@ struct pop3_session {
     enum pop3_state state;
     unsigned bad_commands;
     unsigned auth_failures;
-    char *user_name;                /* from USER, until PASS */
-    struct store_account *account;  /* the last account looked up for a login */
-    char *login;                    /* the logged-in address */
+    char *user_name;               /* from USER, until PASS */
+    struct store_account *account; /* the last account looked up for a login */
+    char *login;                   /* the logged-in address */
     struct pop3_maildrop *drop;
     unsigned retrieved;
     struct sbuf line;
@@ -90,7 +90,8 @@ static int64_t command_deadline(const struct pop3_session *s)
 #define COUNT(s, field, n) __atomic_fetch_add(&(s)->ctx->stats.field, (n), __ATOMIC_RELAXED)
 
 /* One reply line (no CRLF in fmt), logged. */
-static void reply(struct pop3_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct pop3_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void reply(struct pop3_session *s, const char *fmt, ...)
 {
     char buf[REPLY_MAX];
@@ -199,8 +200,10 @@ static void log_command(const struct pop3_session *s, const char *line, size_t l
     if (len >= 4 && strncasecmp(line, "AUTH", 4) == 0) {
         /* keep "AUTH MECHANISM", hide an initial response */
         size_t i = 4;
-        while (i < len && line[i] == ' ') i++;
-        while (i < len && line[i] != ' ' && i < 40) i++;
+        while (i < len && line[i] == ' ')
+            i++;
+        while (i < len && line[i] != ' ' && i < 40)
+            i++;
         char buf[64];
         memcpy(buf, line, i);
         size_t n = i;
@@ -258,8 +261,7 @@ static void auth_failed(struct pop3_session *s, const char *user, const char *ho
     unsigned delay = authfail_failure(s->ip);
     COUNT(s, auth_failures, 1);
     s->auth_failures++;
-    log_line(LOG_POP3, s->ip, "Authentication failed (%s) for %s", how,
-             user ? user : "(no user)");
+    log_line(LOG_POP3, s->ip, "Authentication failed (%s) for %s", how, user ? user : "(no user)");
     store_account_free(&s->account);
     pause_ms(s, delay);
     reply(s, "-ERR [AUTH] Authentication failed");
@@ -356,10 +358,11 @@ static void cmd_pass(struct pop3_session *s, const struct pop3_command *cmd)
         auth_failed(s, user, "USER/PASS");
     } else {
         int ok = password_verify(password, password_len, hash);
-        if (ok < 0)
-            log_error(LOG_POP3, s->ip, "The stored password of %s is not usable", user);
-        if (ok == 1) login(s, user, "USER/PASS");
-        else auth_failed(s, user, "USER/PASS");
+        if (ok < 0) log_error(LOG_POP3, s->ip, "The stored password of %s is not usable", user);
+        if (ok == 1)
+            login(s, user, "USER/PASS");
+        else
+            auth_failed(s, user, "USER/PASS");
     }
     if (hash) OPENSSL_cleanse(hash, strlen(hash));
     free(hash);
@@ -403,7 +406,8 @@ static void auth_list(struct pop3_session *s)
         size_t n = strcspn(list, " ");
         body_line(s, "%.*s", (int)n, list);
         list += n;
-        while (*list == ' ') list++;
+        while (*list == ' ')
+            list++;
     }
     body_line(s, ".");
 }
@@ -612,8 +616,7 @@ static int send_message(struct pop3_session *s, struct pop3_msg *msg, long top_l
     int fd = pop3_maildrop_open_msg(s->drop, msg);
     if (fd < 0) {
         if (errno == ENOENT) {
-            log_line(LOG_POP3, s->ip, "Message %s has been removed by another session",
-                     msg->name);
+            log_line(LOG_POP3, s->ip, "Message %s has been removed by another session", msg->name);
             reply(s, "-ERR Message %lu has been removed meanwhile", msg_number(s, msg));
         } else {
             log_error(LOG_POP3, s->ip, "Cannot open %s/%s: %s", s->drop->dir, msg->name,
@@ -622,8 +625,10 @@ static int send_message(struct pop3_session *s, struct pop3_msg *msg, long top_l
         }
         return 0;
     }
-    if (top_lines < 0) reply(s, "+OK %llu octets", (unsigned long long)msg->size);
-    else reply(s, "+OK Top of message %lu follows", msg_number(s, msg));
+    if (top_lines < 0)
+        reply(s, "+OK %llu octets", (unsigned long long)msg->size);
+    else
+        reply(s, "+OK Top of message %lu follows", msg_number(s, msg));
 
     if (s->readbuf == NULL) s->readbuf = xmalloc(POP3_READ_CHUNK);
     struct pop3_dotstuff d;
@@ -687,8 +692,7 @@ static void cmd_dele(struct pop3_session *s, const struct pop3_command *cmd)
 static void cmd_rset(struct pop3_session *s, const struct pop3_command *cmd)
 {
     pop3_maildrop_reset(s->drop);
-    reply(s, "+OK %zu messages (%llu octets)", s->drop->count,
-          (unsigned long long)s->drop->size);
+    reply(s, "+OK %zu messages (%llu octets)", s->drop->count, (unsigned long long)s->drop->size);
 }
 
 /* ---- the command table ---- */
@@ -734,8 +738,8 @@ static unsigned state_bit(enum pop3_state state)
 static void dispatch(struct pop3_session *s)
 {
     struct pop3_command *cmd = xmalloc(sizeof(*cmd));
-    enum pop3_parse_result pr = pop3_parse_command(s->line.data ? s->line.data : "",
-                                                   s->line.len, cmd);
+    enum pop3_parse_result pr =
+        pop3_parse_command(s->line.data ? s->line.data : "", s->line.len, cmd);
     if (pr != POP3_PARSE_OK) {
         bad_command(s, pop3_parse_error(pr));
     } else {
@@ -780,10 +784,14 @@ void pop3_session_run(struct conn *conn, struct pop3_context *ctx, const char *l
             continue;
         }
         if (st != CONN_OK) {
-            if (stopping(&s)) why = "the service is stopping";
-            else if (st == CONN_TIMEOUT) why = "autologout (timeout)";
-            else if (st == CONN_EOF) why = "connection closed by the client";
-            else why = "connection lost";
+            if (stopping(&s))
+                why = "the service is stopping";
+            else if (st == CONN_TIMEOUT)
+                why = "autologout (timeout)";
+            else if (st == CONN_EOF)
+                why = "connection closed by the client";
+            else
+                why = "connection lost";
             break;
         }
         log_command(&s, sbuf_cstr(&s.line), s.line.len);
@@ -793,9 +801,8 @@ void pop3_session_run(struct conn *conn, struct pop3_context *ctx, const char *l
     if (!conn->write_failed) conn_flush(conn, conn_now_ms() + 5000);
 
     if (why != NULL && s.login != NULL) {
-        log_line(LOG_POP3, s.ip,
-                 "Disconnected %s without QUIT (%s): %u retrieved, nothing deleted", s.login,
-                 why, s.retrieved);
+        log_line(LOG_POP3, s.ip, "Disconnected %s without QUIT (%s): %u retrieved, nothing deleted",
+                 s.login, why, s.retrieved);
     } else if (why != NULL) {
         log_line(LOG_POP3, s.ip, "Disconnected: %s", why);
     }
@@ -811,4 +818,8 @@ void pop3_session_run(struct conn *conn, struct pop3_context *ctx, const char *l
 void pop3_session_handler(struct session *session)
 {
     pop3_session_run(session->conn, session->data, session->listener->name);
+    /* Free this thread's OpenSSL state (its random generators) now: server.c counts the
+     * session as ended before the detached thread exits, so a service stopping right
+     * after a session could otherwise exit before the thread's destructors run. */
+    OPENSSL_thread_stop();
 }

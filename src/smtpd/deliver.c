@@ -61,7 +61,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         }
         for (size_t j = 0; j < r->nremote; j++) {
             bool dup = false;
-            for (size_t k = 0; k < nr && !dup; k++) dup = strcasecmp(remote[k], r->remote[j]) == 0;
+            for (size_t k = 0; k < nr && !dup; k++) dup = resolve_same_address(remote[k], r->remote[j]);
             if (dup) continue;
             if (nr == cap_r) {
                 cap_r = cap_r ? cap_r * 2 : 8;

@@ -86,11 +86,20 @@ static void add_mailbox(struct resolved *r, const char *mail_dir, const struct s
     m->quota = a->quota;
 }
 
+/* Same address: local parts compare exactly, domains without regard to case. */
+bool resolve_same_address(const char *a, const char *b)
+{
+    const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+    if (at_a == NULL || at_b == NULL) return strcmp(a, b) == 0;
+    return at_a - a == at_b - b && strncmp(a, b, (size_t)(at_a - a)) == 0 &&
+           strcasecmp(at_a, at_b) == 0;
+}
+
 static void add_remote(struct resolved *r, const char *address)
 {
     char *addr = xstrdup(address);
     for (size_t i = 0; i < r->nremote; i++) {
-        if (strcasecmp(r->remote[i], addr) == 0) {
+        if (resolve_same_address(r->remote[i], addr)) {
             free(addr);
             return;
         }
@@ -177,11 +186,12 @@ enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, co
         store_domain_free(&dom);
         if (!ok) goto too_wide;
     }
-    if (out->nmailboxes == 0 && out->nremote == 0 && !out->discard) result = RESOLVE_UNKNOWN;
-    goto done;
+    goto check;
 too_wide:
     log_error(LOG_SMTP, NULL, "Forwarding of %s@%s expands to more than %d addresses; stopped",
               local, domain, RESOLVE_MAX_TARGETS);
+check:
+    if (out->nmailboxes == 0 && out->nremote == 0 && !out->discard) result = RESOLVE_UNKNOWN;
 done:
     for (size_t i = 0; i < w.n; i++) {
         free(w.items[i].local);

@@ -19,7 +19,7 @@
 #include "store.h"
 
 #define RESOLVE_MAX_DEPTH 10
-#define RESOLVE_MAX_TARGETS 1000
+#define RESOLVE_MAX_TARGETS 5000 /* above the store's 1000 targets per account */
 
 struct resolved_mailbox {
     char *address; /* the account, for logs and quota messages */
@@ -45,5 +45,7 @@ enum resolve_result {
 enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, const char *local,
                                       const char *domain, struct resolved *out);
 void resolved_clear(struct resolved *r);
+/* Whether two addresses are the same: local parts exactly, domains ignoring case. */
+bool resolve_same_address(const char *a, const char *b);
 
 #endif

@@ -560,6 +560,22 @@ def test_autologout(alkaid_root):
     assert "autologout" in a.log("pop3")
 
 
+def test_reload_limits_and_busy_reply(pop3d):
+    pop3d.set("POP3", "MaxSessionsPerIP", "1")
+    r = pop3d.ctl("pop3imapd", "RELOAD")
+    assert r.returncode == 0 and "OK" in r.stdout, (r.stdout, r.stderr)
+    first = Pop3Raw(pop3d.pop3s_port, tls=True)
+    assert first.greeting.startswith("+OK")
+    second = Pop3Raw(pop3d.pop3_port)
+    assert second.greeting == "-ERR [SYS/TEMP] Too many connections, try again later"
+    assert second.closed()
+    assert first.login().startswith("+OK")  # the TLS context survived the reload
+    first.cmd("QUIT")
+    first.closed()
+    st = json.loads(pop3d.ctl("pop3imapd", "STATUS").stdout)
+    assert st["pop3"]["rejected"] == 1
+
+
 def test_service_stops_cleanly_with_sessions_open(pop3d):
     c = Pop3Raw(pop3d.pop3s_port, tls=True)
     assert c.login().startswith("+OK")

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import time
 
@@ -182,6 +183,41 @@ def test_two_messages_in_one_session(smtpd):
         assert s.noop()[0] == 250
     subjects = sorted(re.search(rb"Subject: (\w+)", m).group(1) for m in smtpd.messages(ALICE))
     assert subjects == [b"one", b"two"]
+
+
+def test_data_split_into_tiny_packets(smtpd):
+    """CRLF pairs and the final CRLF "." CRLF split across TCP segments are still seen."""
+    c, _ = smtp_session(smtpd)
+    c.send("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER, ALICE))
+    assert [c.reply()[0] for _ in range(3)] == [250, 250, 354]
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = b"Subject: split\r\n\r\nline one\r\n..dot line\r\nline three\r\n.\r\n"
+    for i in range(len(data)):
+        c.send(data[i:i + 1])
+        if data[i:i + 1] in (b"\r", b"\n", b"."):
+            time.sleep(0.02)
+    code, text, _ = c.reply()
+    assert code == 250, text
+    [m] = smtpd.messages(ALICE)
+    assert m.endswith(b"Subject: split\r\n\r\nline one\r\n.dot line\r\nline three\r\n")
+
+
+def test_data_line_limit_ignores_stuffed_dot(smtpd):
+    """RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with the CRLF "not counting
+    the leading dot duplicated for transparency": a 998-character line that starts with a
+    dot is legal, and is 1001 octets on the wire."""
+    line = b"." + b"d" * 997
+    with smtpd.smtp() as s:
+        s.ehlo()
+        s.mail(SENDER)
+        s.rcpt(ALICE)
+        code, text = s.docmd("DATA")
+        assert code == 354
+        s.send(b"Subject: dot line\r\n\r\n." + line + b"\r\n.\r\n")
+        code, text = s.getreply()
+        assert code == 250, "998-character line starting with '.': %d %s" % (code, text.decode())
+    [m] = smtpd.messages(ALICE)
+    assert m.endswith(b"\r\n\r\n" + line + b"\r\n")
 
 
 # ---- swaks ------------------------------------------------------------------------------
@@ -379,6 +415,36 @@ def test_auth_failures_look_identical(smtpd):
     assert lines == replies[0]
 
 
+def test_auth_plain_authzid(smtpd):
+    c, _ = smtp_session(smtpd, smtpd.submission_port)
+    starttls(c)
+    # alice's password may not be used to act as bob
+    c.send("AUTH PLAIN %s\r\n" % b64("%s\0%s\0%s" % (BOB, ALICE, USERS[ALICE])))
+    code, text, _ = c.reply()
+    assert code == 535, text
+    c.send("AUTH PLAIN %s\r\n" % b64("%s\0%s\0%s" % (ALICE, ALICE, USERS[ALICE])))
+    code, text, _ = c.reply()
+    assert code == 235, text
+    c.send("AUTH PLAIN %s\r\n" % plain_token(ALICE, USERS[ALICE]))
+    assert c.reply()[0] == 503
+
+
+def test_auth_cancel_and_garbage(smtpd):
+    c, _ = smtp_session(smtpd, smtpd.submission_port)
+    starttls(c)
+    c.send("AUTH LOGIN\r\n")
+    assert c.reply()[0] == 334
+    c.send("*\r\n")
+    assert c.reply()[0] == 501
+    c.send("AUTH PLAIN !!!not-base64!!!\r\n")
+    code, text, _ = c.reply()
+    assert code in (501, 535), text
+    c.send("AUTH CRAM-MD5\r\n")
+    assert c.reply()[0] == 504
+    c.send("AUTH PLAIN %s\r\n" % plain_token(ALICE, USERS[ALICE]))
+    assert c.reply()[0] == 235
+
+
 # ---- EHLO ---------------------------------------------------------------------------------
 
 def test_ehlo_keywords(smtpd):
@@ -510,6 +576,18 @@ def test_pipelining_replies_in_order(smtpd):
     assert len(smtpd.messages(ALICE)) == 1 and len(smtpd.messages(BOB)) == 1
 
 
+def test_pipelined_message_body_behind_data(smtpd):
+    """A client that does not wait for the 354 (not allowed, but seen in the wild) still
+    gets its message delivered as one message."""
+    c, _ = smtp_session(smtpd)
+    c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (SENDER.encode(), ALICE.encode())
+           + message("eager") + b".\r\nQUIT\r\n")
+    codes = [c.reply()[0] for _ in range(5)]
+    assert codes == [250, 250, 354, 250, 221], codes
+    [m] = smtpd.messages(ALICE)
+    assert b"Subject: eager" in m
+
+
 def test_vrfy_expn(smtpd):
     c, _ = smtp_session(smtpd)
     for who in (ALICE, "nobody@example.test"):
@@ -535,8 +613,10 @@ def test_relay_denied_for_unauthenticated_client(smtpd):
     assert smtpd.queue_files() == []
 
 
-def test_relay_allowed_from_relay_ips(alkaid_root):
-    alkaid_root.set("SMTP", "RelayIPs", "10.0.0.0/8 127.0.0.1")
+@pytest.mark.parametrize("relay_ips", ["127.0.0.1", "10.0.0.0/8 127.0.0.1", "127.0.0.*",
+                                       "192.168.1.1, 127.0.0.0/8"])
+def test_relay_allowed_from_relay_ips(alkaid_root, relay_ips):
+    alkaid_root.set("SMTP", "RelayIPs", relay_ips)
     alkaid_root.start("smtpd")
     with alkaid_root.smtp() as s:
         assert s.sendmail(SENDER, ["victim@remote.test", ALICE], message("relay ip")) == {}
@@ -546,6 +626,17 @@ def test_relay_allowed_from_relay_ips(alkaid_root):
     assert env["FROM"] == ["<%s>" % SENDER]
     assert "AUTH" not in env
     assert len(alkaid_root.messages(ALICE)) == 1
+
+
+def test_relay_denied_when_relay_ips_do_not_match(alkaid_root):
+    alkaid_root.set("SMTP", "RelayIPs", "10.0.0.0/8 127.0.0.2 127.1.*")
+    alkaid_root.start("smtpd")
+    with alkaid_root.smtp() as s:
+        s.ehlo()
+        s.mail(SENDER)
+        code, text = s.rcpt("victim@remote.test")
+        assert code == 554 and text.startswith(b"5.7.1"), text
+    assert alkaid_root.queue_files() == []
 
 
 def test_relay_allowed_after_auth_on_port_25(smtpd):
@@ -572,6 +663,17 @@ def test_unknown_local_user(smtpd):
         code, text = s.docmd("DATA")
         assert code in (503, 554), text
     assert stored_messages(smtpd) == {}
+
+
+def test_postmaster_without_domain(smtpd):
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> (no domain) MUST be accepted."""
+    smtpd.user("alias", "add", "postmaster@example.test", ALICE)
+    with smtpd.smtp() as s:
+        s.ehlo()
+        assert s.mail("")[0] == 250
+        assert s.rcpt("postmaster@example.test")[0] == 250
+        code, text = s.rcpt("Postmaster")
+        assert code == 250, "RCPT TO:<Postmaster> -> %d %s" % (code, text.decode())
 
 
 def test_catchall_delivers_and_null_discards(smtpd):
@@ -674,6 +776,21 @@ def test_message_size_limit(alkaid_root):
     assert alkaid_root.messages(ALICE) == []
     assert temp_files(alkaid_root) == []
     c.send("NOOP\r\n")
+    assert c.reply()[0] == 250
+    # the same in BDAT chunks
+    c.send("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\n" % (SENDER, ALICE))
+    assert c.reply()[0] == 250 and c.reply()[0] == 250
+    half = len(big) // 2
+    c.send(b"BDAT %d\r\n" % half + big[:half])
+    code, text, _ = c.reply()
+    assert code in (250, 552), text
+    if code == 250:
+        c.send(b"BDAT %d LAST\r\n" % (len(big) - half) + big[half:])
+        code, text, _ = c.reply()
+        assert code == 552, text
+    assert alkaid_root.messages(ALICE) == []
+    assert temp_files(alkaid_root) == []
+    c.send("RSET\r\n")
     assert c.reply()[0] == 250
     # just under the limit works
     ok = message("ok", ("y" * 70 + "\r\n") * 800)

@@ -133,6 +133,20 @@ def test_smtp_smuggling(smtpd, fake_end, split):
     assert temp_files(smtpd) == []
 
 
+@pytest.mark.parametrize("arg", ["abc", "-1", "10 FIRST", "", "99999999999999999999999 LAST"])
+def test_bdat_bad_size_closes(smtpd, arg):
+    """A BDAT whose size cannot be read leaves the stream impossible to follow: the server
+    says so and closes, and nothing of what follows is taken as commands."""
+    c, _ = smtp_session(smtpd)
+    envelope(c, [ALICE])
+    c.send("BDAT %s\r\nRCPT TO:<%s>\r\n" % (arg, BOB))
+    code, text, _ = c.reply()
+    assert code == 501, text
+    assert c.closed()
+    assert c.buf == b""
+    assert stored_messages(smtpd) == {}
+
+
 def test_smuggling_with_bdat_and_dot_lines(smtpd):
     """In BDAT there is no dot terminator at all: a "\\r\\n.\\r\\n" is content."""
     c, _ = smtp_session(smtpd)
@@ -344,6 +358,8 @@ def test_auth_failures_slowed_then_locked(alkaid_root):
 def test_max_sessions_per_ip(alkaid_root):
     alkaid_root.set("SMTP", "MaxSessionsPerIP", "3")
     alkaid_root.start("smtpd")
+    # the start-up probe of the port (conftest.wait_port) must have left first
+    assert wait_until(lambda: '"connections":0,' in alkaid_root.ctl("smtpd", "STATUS").stdout)
     clients = []
     for _ in range(3):
         c = alkaid_root.raw(alkaid_root.smtp_port)
@@ -369,6 +385,18 @@ def test_max_sessions_per_ip(alkaid_root):
     assert wait_until(admitted), "a slot was not given back after QUIT"
     st = alkaid_root.ctl("smtpd", "STATUS").stdout
     assert '"connections_refused":' in st and '"connections_refused":0' not in st, st
+
+
+@pytest.mark.parametrize("verb", ["EHLO", "HELO"])
+def test_invalid_helo_after_ehlo_gives_one_reply(smtpd, verb):
+    """Every command gets exactly one reply; an extra one puts a pipelining client out of
+    step with the server (it would take the extra reply as the answer to its next command)."""
+    c, _ = smtp_session(smtpd)
+    c.send("%s not/a/host!\r\nNOOP\r\n" % verb)
+    code, text, lines = c.reply()
+    assert code == 501, lines
+    code, text, lines = c.reply()
+    assert lines == ["250 2.0.0 Ok"], "reply to NOOP after the refused %s: %r" % (verb, lines)
 
 
 def test_too_many_unknown_commands(smtpd):
@@ -443,13 +471,21 @@ def test_slowloris_command(alkaid_root):
 def test_idle_timeout(alkaid_root):
     alkaid_root.set("SMTP", "Timeout", "10")
     alkaid_root.start("smtpd")
-    c = alkaid_root.raw(alkaid_root.smtp_port, timeout=30)
     t0 = time.time()
+    c = alkaid_root.raw(alkaid_root.smtp_port, timeout=30)
+    # at the same time: a TLS port never given a handshake, and a STARTTLS never finished
+    no_hello = alkaid_root.raw(alkaid_root.smtps_port, timeout=30)
+    half, _ = smtp_session(alkaid_root, timeout=30)
+    half.send("STARTTLS\r\n")
+    assert half.reply()[0] == 220
     assert c.reply()[0] == 220
     code, text, _ = c.reply()
     assert code == 421 and text.startswith("4.4.2"), text
     assert 8 < time.time() - t0 < 13
     assert c.closed()
+    assert no_hello.closed(timeout=15 - (time.time() - t0)), "TLS port: no handshake, never closed"
+    assert half.closed(timeout=15 - (time.time() - t0)), "STARTTLS without handshake never closed"
+    assert time.time() - t0 < 15
 
 
 def test_binary_garbage(smtpd):
@@ -557,6 +593,34 @@ def test_bad_rcpt_syntax(smtpd):
         assert 500 <= code < 600, (line, code, text)
     c.send("RCPT TO:<%s>\r\n" % ALICE)
     assert c.reply()[0] == 250
+
+
+LOG_LINE = re.compile(r"^(SYSTEM|\d+\.\d+\.\d+\.\d+|[0-9a-f:]+) \[[0-9A-F]{8}\] "
+                      r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4} .+$")
+
+
+def test_log_injection(smtpd):
+    """Control characters from the client must not break or forge log lines."""
+    c, _ = smtp_session(smtpd)
+    for line in [b"VRFY evil.example\rSYSTEM [00000000] forged",
+                 b"NOOP\r127.0.0.1 [00000000] Sat, 01 Jan 2000 00:00:00 +0000 forged line",
+                 b"XYZ \x1b[31mred\x1b[0m \x07\x08\x7f",
+                 b"MAIL FROM:<a@b.test>\rRCPT TO:<x@y.test>",
+                 b"HELP \xc3\xa9\xff\xfe"]:
+        c.send(line + b"\r\n")
+        code, text, _ = c.reply()
+        assert 200 <= code < 600, (line, code, text)
+    c.send("QUIT\r\n")
+    assert c.reply()[0] == 221
+    c.close()
+    wait_until(lambda: "Disconnected" in smtpd.log("smtp"))
+    raw = b"".join(p.read_bytes() for p in (smtpd.root / "log" / "smtp").glob("*.log"))
+    assert b"\x1b" not in raw and b"\x07" not in raw and b"\x08" not in raw
+    assert b"\r" not in raw, "a bare CR from the client reached the log"
+    for ln in raw.decode(errors="replace").split("\n")[:-1]:
+        assert LOG_LINE.match(ln), ln
+        assert not ln.startswith("SYSTEM [00000000] forged")
+        assert "forged line" not in ln or ln.startswith("127.0.0.1 [") and "<<<" in ln, ln
 
 
 # ---- clients that vanish -------------------------------------------------------------------------

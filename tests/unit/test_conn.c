@@ -154,6 +154,7 @@ struct sender {
     size_t len;
     size_t chunk;
     int delay_ms;
+    size_t limit; /* with len 0 (endless): stop after this many bytes anyway */
     volatile bool stop;
     size_t sent;
 };
@@ -162,7 +163,7 @@ static void *send_thread(void *arg)
 {
     struct sender *s = arg;
     size_t off = 0;
-    while (!s->stop && (s->len == 0 || off < s->len)) {
+    while (!s->stop && (s->len == 0 || off < s->len) && (s->limit == 0 || off < s->limit)) {
         size_t n = s->chunk;
         const char *src = s->data + (s->len ? off : 0);
         if (s->len && n > s->len - off) n = s->len - off;
@@ -198,7 +199,8 @@ static void test_long_line_bigger_than_buffer(void **state)
     assert_int_equal(pthread_create(&th, NULL, send_thread, &s2), 0);
     assert_int_equal(conn_read_line(p->conn, &line, n + 2, soon(5000)), CONN_OK);
     assert_int_equal(line.len, n);
-    for (size_t i = 0; i < n; i++) assert_int_equal(line.data[i], 'y');
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(line.data[i], 'y');
     pthread_join(th, NULL);
     sbuf_free(&line);
     free(data);
@@ -208,8 +210,7 @@ static void test_one_byte_at_a_time(void **state)
 {
     struct pair *p = *state;
     const char *text = "EHLO client.example\r\nRCPT TO:<x@example.org>\r\n";
-    struct sender s = {.fd = p->peer, .data = text, .len = strlen(text), .chunk = 1,
-                       .delay_ms = 2};
+    struct sender s = {.fd = p->peer, .data = text, .len = strlen(text), .chunk = 1, .delay_ms = 2};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, send_thread, &s), 0);
     struct sbuf line = SBUF_INIT(0);
@@ -221,8 +222,8 @@ static void test_one_byte_at_a_time(void **state)
 
     /* one byte at a time, over-long: skipped through its LF */
     const char *text2 = "0123456789abcdef\r\nok\r\n";
-    struct sender s2 = {.fd = p->peer, .data = text2, .len = strlen(text2), .chunk = 1,
-                        .delay_ms = 1};
+    struct sender s2 = {
+        .fd = p->peer, .data = text2, .len = strlen(text2), .chunk = 1, .delay_ms = 1};
     assert_int_equal(pthread_create(&th, NULL, send_thread, &s2), 0);
     assert_int_equal(conn_read_line(p->conn, &line, 8, soon(5000)), CONN_TOOLONG);
     assert_int_equal(conn_read_line(p->conn, &line, 8, soon(5000)), CONN_OK);
@@ -238,7 +239,9 @@ static void test_deadline_is_absolute(void **state)
     struct pair *p = *state;
     /* a peer that sends one byte every 100 ms and never ends the line */
     static const char x[1] = {'x'};
-    struct sender s = {.fd = p->peer, .data = x, .len = 0, .chunk = 1, .delay_ms = 100};
+    /* (it gives up after 40 bytes, 4 s, so a per-byte deadline fails instead of hanging) */
+    struct sender s = {
+        .fd = p->peer, .data = x, .len = 0, .chunk = 1, .delay_ms = 100, .limit = 40};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, send_thread, &s), 0);
     struct sbuf line = SBUF_INIT(0);
@@ -248,9 +251,9 @@ static void test_deadline_is_absolute(void **state)
     s.stop = true;
     pthread_join(th, NULL);
     assert_int_equal(st, CONN_TIMEOUT);
-    if (took < 490 || took > 900) print_error("timed out after %lld ms\n", (long long)took);
+    if (took < 490 || took > 1500) print_error("timed out after %lld ms\n", (long long)took);
     assert_true(took >= 490);
-    assert_true(took <= 900);
+    assert_true(took <= 1500);
     assert_true(s.sent >= 3); /* bytes did arrive in between */
     sbuf_free(&line);
 }
@@ -262,7 +265,7 @@ static void test_silent_peer_times_out(void **state)
     int64_t start = conn_now_ms();
     assert_int_equal(conn_read_line(p->conn, &line, 512, start + 150), CONN_TIMEOUT);
     int64_t took = conn_now_ms() - start;
-    assert_true(took >= 145 && took < 600);
+    assert_true(took >= 145 && took < 1500);
     /* a deadline already past */
     assert_int_equal(conn_read_line(p->conn, &line, 512, conn_now_ms() - 1), CONN_TIMEOUT);
     /* partial line then silence */
@@ -362,7 +365,8 @@ static void test_write_flush(void **state)
     assert_int_equal(conn_flush(p->conn, soon(1000)), CONN_OK);
     got = 0;
     size_t n;
-    while ((n = peer_recv(p, buf + got, sizeof(buf) - got, 200)) > 0) got += n;
+    while ((n = peer_recv(p, buf + got, sizeof(buf) - got, 200)) > 0)
+        got += n;
     assert_true(got > 0 && got < sizeof(longs));
 }
 
@@ -389,7 +393,8 @@ static void test_large_write(void **state)
     /* larger than CONN_WBUF_MAX and than the socket buffer: the peer reads meanwhile */
     size_t n = CONN_WBUF_MAX * 3 + 777;
     char *data = xmalloc(n);
-    for (size_t i = 0; i < n; i++) data[i] = (char)(i * 13 + i / 7);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 13 + i / 7);
     struct drain d = {.fd = p->peer, .buf = xmalloc(n + 10), .size = n + 10};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, drain_thread, &d), 0);

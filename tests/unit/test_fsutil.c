@@ -45,8 +45,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -282,7 +284,8 @@ static void test_copy_fd(void **state)
 {
     const char *dir = *state;
     static const size_t sizes[] = {0, 1, 4095, 65536, 65537, (1u << 20) + 3, 3u << 20};
-    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) check_copy(dir, sizes[i], 0);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        check_copy(dir, sizes[i], 0);
 }
 
 static void test_copy_fd_fallback(void **state)
@@ -385,8 +388,8 @@ static void check_max(const char *dir, size_t max)
     int err = errno;
     bool over_refused = t == NULL && err == EFBIG;
     if (!over_refused)
-        print_error("fs_read_file(max=%zu) returned a file of %zu bytes (len %zu)\n", max,
-                    max + 1, len);
+        print_error("fs_read_file(max=%zu) returned a file of %zu bytes (len %zu)\n", max, max + 1,
+                    len);
     free(t);
     free(data);
     unlink(path);

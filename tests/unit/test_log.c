@@ -54,8 +54,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -68,7 +70,8 @@ static int setup(void **state)
 {
     char *dir = make_tmpdir("log");
     if (dir == NULL) return -1;
-    for (int ch = 0; ch < LOG_NCHANNELS; ch++) log_set_enabled((enum log_channel)ch, true);
+    for (int ch = 0; ch < LOG_NCHANNELS; ch++)
+        log_set_enabled((enum log_channel)ch, true);
     log_set_stderr(false);
     if (log_init(dir) < 0) return -1;
     *state = dir;
@@ -79,14 +82,14 @@ static int teardown(void **state)
 {
     char *dir = *state;
     log_shutdown();
-    for (int ch = 0; ch < LOG_NCHANNELS; ch++) log_set_enabled((enum log_channel)ch, true);
+    for (int ch = 0; ch < LOG_NCHANNELS; ch++)
+        log_set_enabled((enum log_channel)ch, true);
     rm_rf(dir);
     free(dir);
     return 0;
 }
 
-static const char *const chan_dir[LOG_NCHANNELS] = {"smtp", "pop3", "imap", "control",
-                                                     "error"};
+static const char *const chan_dir[LOG_NCHANNELS] = {"smtp", "pop3", "imap", "control", "error"};
 
 static int today_ymd(void)
 {
@@ -111,7 +114,8 @@ static char *read_channel(const char *dir, enum log_channel ch)
 static size_t count_lines(const char *text)
 {
     size_t n = 0;
-    for (const char *p = text; *p; p++) n += *p == '\n';
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
     return n;
 }
 
@@ -126,8 +130,8 @@ static bool channel_file_exists(const char *dir, enum log_channel ch)
 
 #define LINE_RE                                                                                    \
     "^([^ ]+) \\[([0-9A-F]{8})\\] "                                                                \
-    "((Sun|Mon|Tue|Wed|Thu|Fri|Sat), [0-9]{2} "                                                   \
-    "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "                                 \
+    "((Sun|Mon|Tue|Wed|Thu|Fri|Sat), [0-9]{2} "                                                    \
+    "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "                                  \
     "[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}) (.*)$"
 
 struct parsed {
@@ -152,8 +156,7 @@ static bool parse_line(const char *line, struct parsed *p)
     char tid[9];
     snprintf(tid, sizeof(tid), "%.*s", 8, line + m[2].rm_so);
     p->tid = (unsigned)strtoul(tid, NULL, 16);
-    snprintf(p->date, sizeof(p->date), "%.*s", (int)(m[3].rm_eo - m[3].rm_so),
-             line + m[3].rm_so);
+    snprintf(p->date, sizeof(p->date), "%.*s", (int)(m[3].rm_eo - m[3].rm_so), line + m[3].rm_so);
     snprintf(p->action, sizeof(p->action), "%s", line + m[6].rm_so);
     return true;
 }
@@ -314,7 +317,8 @@ static void test_long_action_cut(void **state)
     size_t n = strlen(p.action);
     bool cut_ok = n <= LOG_MAX_ACTION + 3 && n >= LOG_MAX_ACTION && n >= 3 &&
                   strcmp(p.action + n - 3, "...") == 0;
-    for (size_t i = 0; cut_ok && i < n - 3; i++) cut_ok = p.action[i] == 'A';
+    for (size_t i = 0; cut_ok && i < n - 3; i++)
+        cut_ok = p.action[i] == 'A';
     if (!cut_ok)
         print_error("an action of 5000 characters was logged as %zu characters ending in "
                     "'%s' (expected at most %d kept, then \"...\")\n",
@@ -547,7 +551,7 @@ static void test_init_fails(void **state)
 /* ---- threads ---------------------------------------------------------------------- */
 
 #define NTHREADS 8
-#define NLINES 300
+#define NLINES   300
 
 struct thread_arg {
     int n;
@@ -562,8 +566,10 @@ static void *writer(void *p)
     memset(payload, 'a' + a->n, sizeof(payload) - 1);
     payload[sizeof(payload) - 1] = '\0';
     for (int i = 0; i < NLINES; i++) {
-        if (i % 2) log_line(LOG_IMAP, "203.0.113.1", "t%d n%d %s", a->n, i, payload);
-        else log_proto(LOG_IMAP, "203.0.113.1", ">>>", payload, strlen(payload));
+        if (i % 2)
+            log_line(LOG_IMAP, "203.0.113.1", "t%d n%d %s", a->n, i, payload);
+        else
+            log_proto(LOG_IMAP, "203.0.113.1", ">>>", payload, strlen(payload));
     }
     return NULL;
 }
@@ -577,7 +583,8 @@ static void test_threads_do_not_interleave(void **state)
         args[i].n = i;
         assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
     }
-    for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
     char *text = read_channel(dir, LOG_IMAP);
     assert_int_equal(count_lines(text), NTHREADS * NLINES);
     int per_thread[NTHREADS] = {0};
@@ -599,11 +606,13 @@ static void test_threads_do_not_interleave(void **state)
         char *payload = strrchr(p->action, ' ');
         assert_non_null(payload);
         assert_int_equal(strlen(payload + 1), 199);
-        for (const char *c = payload + 1; *c; c++) assert_int_equal(*c, 'a' + who);
+        for (const char *c = payload + 1; *c; c++)
+            assert_int_equal(*c, 'a' + who);
         free(line);
         s = e + 1;
     }
-    for (int k = 0; k < NTHREADS; k++) assert_int_equal(per_thread[k], NLINES);
+    for (int k = 0; k < NTHREADS; k++)
+        assert_int_equal(per_thread[k], NLINES);
     free(p);
     free(text);
 }

@@ -58,8 +58,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -151,7 +153,7 @@ static void test_create(void **state)
     struct stat st;
     assert_int_equal(stat(mb, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
-    assert_int_equal(st.st_mode & 0077, 0); /* private to the service user */
+    assert_int_equal(st.st_mode & 0077, 0);  /* private to the service user */
     assert_int_equal(mailbox_create(mb), 0); /* existing */
 
     /* a second mailbox in an existing domain directory */
@@ -280,7 +282,8 @@ static void test_deliver_copy_across_fs(void **state)
     char *big = xasprintf("%s/big.tmp", other);
     size_t bigsize = (1u << 20) * 2 + 7;
     char *bigdata = xmalloc(bigsize);
-    for (size_t i = 0; i < bigsize; i++) bigdata[i] = (char)(i % 251);
+    for (size_t i = 0; i < bigsize; i++)
+        bigdata[i] = (char)(i % 251);
     write_plain(big, bigdata, bigsize);
     int bigfd = open(big, O_RDONLY);
     lseek(bigfd, 12345, SEEK_SET); /* the copy must start at 0 anyway */
@@ -340,10 +343,14 @@ static void test_list(void **state)
         const char *name;
         size_t size;
     } files[] = {
-        {"1795305602.M000000P1Q3.h.eml", 30}, {"1795305600.M000000P1Q1.h.eml", 10},
-        {"1795305601.M000000P1Q2.h.eml", 20}, {".hidden.eml", 5},
-        {".1795305603.h.part", 7},            {"notes.txt", 9},
-        {"x.eml.bak", 3},                     {".eml", 4},
+        {"1795305602.M000000P1Q3.h.eml", 30},
+        {"1795305600.M000000P1Q1.h.eml", 10},
+        {"1795305601.M000000P1Q2.h.eml", 20},
+        {".hidden.eml", 5},
+        {".1795305603.h.part", 7},
+        {"notes.txt", 9},
+        {"x.eml.bak", 3},
+        {".eml", 4},
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char *p = xasprintf("%s/%s", mb, files[i].name);
@@ -401,8 +408,10 @@ static void test_list(void **state)
     }
     assert_int_equal(mailbox_list(many, &msgs, &n), 0);
     assert_int_equal(n, 200);
-    for (size_t i = 1; i < n; i++) assert_true(strcmp(msgs[i - 1].name, msgs[i].name) < 0);
-    for (size_t i = 0; i < n; i++) assert_int_equal(msgs[i].size, i);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(msgs[i - 1].name, msgs[i].name) < 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(msgs[i].size, i);
     mailbox_list_free(&msgs, n);
 
     free(many);
@@ -521,8 +530,8 @@ static void test_clean(void **state)
         {".1795305600.M1P1Q1.h.part", 37 * 3600, true},
         {".new.part", 60, false},
         {".recent.part", 35 * 3600, false},
-        {"old.part", 40 * 3600, false},        /* not hidden: not ours */
-        {".old.eml", 40 * 3600, false},        /* not a work file */
+        {"old.part", 40 * 3600, false},           /* not hidden: not ours */
+        {".old.eml", 40 * 3600, false},           /* not a work file */
         {"1795305600.old.eml", 40 * 3600, false}, /* a message */
         {".index", 40 * 3600, false},
         {".part", 40 * 3600, false}, /* just the suffix */

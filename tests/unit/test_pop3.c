@@ -64,7 +64,10 @@ static const struct parse_case valid[] = {
     {"USER alice@example.test", "USER", "alice@example.test", 1, {"alice@example.test"}},
     {"PASS two words  here", "PASS", "two words  here", 3, {"two", "words", "here"}},
     {"PASS p\xc3\xa4ss", "PASS", "p\xc3\xa4ss", 1, {"p\xc3\xa4ss"}},
-    {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "AUTH", "PLAIN AGFsaWNlAHNlY3JldA==", 2,
+    {"AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+     "AUTH",
+     "PLAIN AGFsaWNlAHNlY3JldA==",
+     2,
      {"PLAIN", "AGFsaWNlAHNlY3JldA=="}},
     {"QUIT ", "QUIT", "", 0, {NULL}},
     {"NOOP", "NOOP", "", 0, {NULL}},
@@ -85,14 +88,16 @@ static void check_valid(const struct parse_case *tc)
     assert_string_equal(cmd->keyword, tc->keyword);
     assert_string_equal(cmd->rest, tc->rest);
     assert_int_equal(cmd->nargs, tc->nargs);
-    for (size_t i = 0; i < tc->nargs && i < 3; i++) assert_string_equal(cmd->args[i], tc->args[i]);
+    for (size_t i = 0; i < tc->nargs && i < 3; i++)
+        assert_string_equal(cmd->args[i], tc->args[i]);
     free(cmd);
     free(copy);
 }
 
 static void test_parse_valid(void **state)
 {
-    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) check_valid(&valid[i]);
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+        check_valid(&valid[i]);
 }
 
 static void check_refused(const char *line, size_t len, enum pop3_parse_result expect)
@@ -192,13 +197,18 @@ static void test_command_table(void **state)
         const char *name;
         unsigned states;
     } expect[] = {
-        {"USER", POP3_IN_AUTHORIZATION}, {"PASS", POP3_IN_AUTHORIZATION},
-        {"AUTH", POP3_IN_AUTHORIZATION}, {"STLS", POP3_IN_AUTHORIZATION},
+        {"USER", POP3_IN_AUTHORIZATION},
+        {"PASS", POP3_IN_AUTHORIZATION},
+        {"AUTH", POP3_IN_AUTHORIZATION},
+        {"STLS", POP3_IN_AUTHORIZATION},
         {"CAPA", POP3_IN_AUTHORIZATION | POP3_IN_TRANSACTION},
         {"QUIT", POP3_IN_AUTHORIZATION | POP3_IN_TRANSACTION},
-        {"STAT", POP3_IN_TRANSACTION}, {"LIST", POP3_IN_TRANSACTION},
-        {"RETR", POP3_IN_TRANSACTION}, {"DELE", POP3_IN_TRANSACTION},
-        {"RSET", POP3_IN_TRANSACTION}, {"TOP", POP3_IN_TRANSACTION},
+        {"STAT", POP3_IN_TRANSACTION},
+        {"LIST", POP3_IN_TRANSACTION},
+        {"RETR", POP3_IN_TRANSACTION},
+        {"DELE", POP3_IN_TRANSACTION},
+        {"RSET", POP3_IN_TRANSACTION},
+        {"TOP", POP3_IN_TRANSACTION},
         {"UIDL", POP3_IN_TRANSACTION},
     };
     for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
@@ -332,7 +342,8 @@ static void test_dotstuff(void **state)
         const struct stuff_case *tc = &stuff_cases[i];
         size_t len = strlen(tc->in);
         for (size_t a = 0; a <= len; a++)
-            for (size_t b = a; b <= len; b++) check_stuff(tc, a, b);
+            for (size_t b = a; b <= len; b++)
+                check_stuff(tc, a, b);
     }
 }
 
@@ -370,7 +381,8 @@ static void test_dotstuff_random(void **state)
         struct sbuf out = SBUF_INIT(SBUF_NO_MAX);
         struct pop3_dotstuff d;
         pop3_dotstuff_init(&d, -1, sbuf_out, &out);
-        for (size_t i = 0; i < len; i++) pop3_dotstuff_feed(&d, in + i, 1);
+        for (size_t i = 0; i < len; i++)
+            pop3_dotstuff_feed(&d, in + i, 1);
         pop3_dotstuff_finish(&d);
         const char *o = sbuf_cstr(&out);
         for (size_t i = 0; i < out.len; i++) {
@@ -380,8 +392,10 @@ static void test_dotstuff_random(void **state)
         assert_true(out.len >= 3 && strcmp(o + out.len - 3, ".\r\n") == 0);
         /* the only line that is exactly "." is the last */
         const char *end = strstr(o, "\r\n.\r\n");
-        if (end) assert_ptr_equal(end + 5, o + out.len);
-        else assert_string_equal(o, ".\r\n");
+        if (end)
+            assert_ptr_equal(end + 5, o + out.len);
+        else
+            assert_string_equal(o, ".\r\n");
         sbuf_free(&out);
     }
 }
@@ -389,10 +403,10 @@ static void test_dotstuff_random(void **state)
 /* ---- whole sessions ---- */
 
 #define ALICE_PW "alice-secret"
-#define MSG1 "Subject: one\r\n\r\nfirst\r\n.dot\r\n"
-#define MSG2 "Subject: two\r\n\r\nl1\r\nl2\r\nl3\r\n"
-#define NAME1 "1763766131.M000001P1Q1.test.eml"
-#define NAME2 "1763766132.M000002P1Q2.test.eml"
+#define MSG1     "Subject: one\r\n\r\nfirst\r\n.dot\r\n"
+#define MSG2     "Subject: two\r\n\r\nl1\r\nl2\r\nl3\r\n"
+#define NAME1    "1763766131.M000001P1Q1.test.eml"
+#define NAME2    "1763766132.M000002P1Q2.test.eml"
 
 struct fixture {
     char *dir;
@@ -824,8 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_auth, session_setup, session_teardown),
         cmocka_unit_test_setup_teardown(test_session_plaintext_refused, session_setup,
                                         session_teardown),
-        cmocka_unit_test_setup_teardown(test_session_line_limits, session_setup,
-                                        session_teardown),
+        cmocka_unit_test_setup_teardown(test_session_line_limits, session_setup, session_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

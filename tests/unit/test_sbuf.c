@@ -86,13 +86,15 @@ static void test_growth(void **state)
     }
     /* amortised growth: a handful of reallocations, not one per byte */
     assert_true(grew < 40);
-    for (size_t i = 0; i < sb.len; i++) assert_int_equal(sb.data[i], (char)('a' + i % 26));
+    for (size_t i = 0; i < sb.len; i++)
+        assert_int_equal(sb.data[i], (char)('a' + i % 26));
     assert_int_equal(strlen(sbuf_cstr(&sb)), 300000);
 
     /* one big append */
     size_t big = 3u << 20;
     char *blob = malloc(big);
-    for (size_t i = 0; i < big; i++) blob[i] = (char)(i * 7);
+    for (size_t i = 0; i < big; i++)
+        blob[i] = (char)(i * 7);
     sbuf_reset(&sb);
     assert_int_equal(sb.len, 0);
     assert_string_equal(sbuf_cstr(&sb), "");

@@ -41,8 +41,8 @@
 
 struct ctx {
     int started, ended;
-    int read_ms;          /* deadline of each read in the handler */
-    bool watch_stopping;  /* poll server_stopping() between short reads */
+    int read_ms;         /* deadline of each read in the handler */
+    bool watch_stopping; /* poll server_stopping() between short reads */
     enum conn_status last_status;
     char ip[64];
     int port, local_port, kind;
@@ -120,14 +120,15 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* Starts a server with an echo handler; limits as given. */
+/* Starts a server with an echo handler; limits as given (max_sessions 0: the defaults of
+ * server_new(), server_set_limits() not called). */
 static struct fixture *start(int max_sessions, int max_per_ip, int read_ms, bool implicit_tls)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
     pthread_mutex_init(&f->ctx.lock, NULL);
     f->ctx.read_ms = read_ms;
     f->server = server_new("TEST", LOG_SMTP, &f->ctx);
-    server_set_limits(f->server, max_sessions, max_per_ip, 2);
+    if (max_sessions > 0) server_set_limits(f->server, max_sessions, max_per_ip, 2);
     const char *err = NULL;
     for (int attempt = 0; attempt < 10; attempt++) {
         f->port = free_port();
@@ -219,13 +220,15 @@ static struct server_stats stats(struct fixture *f)
 /* Waits until the server counts `active` sessions. */
 static void wait_active(struct fixture *f, unsigned active)
 {
-    for (int i = 0; i < 300 && stats(f).active != active; i++) usleep(10000);
+    for (int i = 0; i < 3000 && stats(f).active != active; i++)
+        usleep(1000);
     assert_int_equal(stats(f).active, active);
 }
 
 static void wait_ended(struct fixture *f, int ended)
 {
-    for (int i = 0; i < 300 && ctx_get(&f->ctx, &f->ctx.ended) != ended; i++) usleep(10000);
+    for (int i = 0; i < 3000 && ctx_get(&f->ctx, &f->ctx.ended) != ended; i++)
+        usleep(1000);
     assert_int_equal(ctx_get(&f->ctx, &f->ctx.ended), ended);
 }
 
@@ -460,16 +463,68 @@ static void test_stop_without_waiting_the_grace(void **state)
     free(f);
 }
 
+/* server_stop() must end every session, also one whose thread was created just before the
+ * stop and had not yet registered itself when the grace time ran out. Handlers here
+ * block in a read with a 2 s deadline; a stop that misses a session waits for it. */
+static void test_stop_right_after_accept(void **state)
+{
+    int slow = 0;
+    for (int i = 0; i < 400 && !slow; i++) {
+        struct fixture *f = start(50, 50, 2000, false);
+        int fds[4];
+        for (int k = 0; k < 4; k++) {
+            fds[k] = client(f, NULL);
+            assert_true(fds[k] >= 0);
+        }
+        /* stop the moment the accept thread has taken them all: the last session threads
+         * have just been created */
+        int64_t until = conn_now_ms() + 1000;
+        while (stats(f).total < 4 && conn_now_ms() < until)
+            continue;
+        int64_t t0 = conn_now_ms();
+        server_stop(f->server, 0);
+        int64_t took = conn_now_ms() - t0;
+        if (took > 1000) {
+            slow++;
+            print_error("round %d: server_stop(grace 0) took %lld ms (a session was missed)\n", i,
+                        (long long)took);
+        }
+        for (int k = 0; k < 4; k++)
+            close(fds[k]);
+        server_free(&f->server);
+        pthread_mutex_destroy(&f->ctx.lock);
+        free(f);
+    }
+    assert_int_equal(slow, 0);
+}
+
+/* server_new() documents defaults (100 sessions, 10 per address); a server started
+ * without server_set_limits() must use them, not refuse everybody. */
+static void test_default_limits(void **state)
+{
+    struct fixture *f = start(0, 0, 5000, false);
+    int fd = client(f, NULL);
+    assert_true(fd >= 0);
+    char buf[256];
+    client_line(fd, buf, sizeof(buf), 2000);
+    if (strcmp(buf, "220 hello\r\n") != 0)
+        print_error("without server_set_limits() the first client got: %s", buf);
+    bool ok = strcmp(buf, "220 hello\r\n") == 0;
+    close(fd);
+    finish(f);
+    assert_true(ok);
+}
+
 static void test_listen_errors(void **state)
 {
     struct server *s = server_new("ERR", LOG_POP3, NULL);
     const char *err = NULL;
-    struct listener_def off = {.name = "OFF", .bind = "127.0.0.1", .port = 0,
-                               .handler = echo_handler};
+    struct listener_def off = {
+        .name = "OFF", .bind = "127.0.0.1", .port = 0, .handler = echo_handler};
     assert_int_equal(server_listen(s, &off, &err), 0); /* port 0: turned off */
 
-    struct listener_def bad = {.name = "BAD", .bind = "not-an-address", .port = 2525,
-                               .handler = echo_handler};
+    struct listener_def bad = {
+        .name = "BAD", .bind = "not-an-address", .port = 2525, .handler = echo_handler};
     assert_int_equal(server_listen(s, &bad, &err), -1);
     assert_non_null(err);
     assert_non_null(strstr(err, "BAD"));
@@ -482,8 +537,8 @@ static void test_listen_errors(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(fd, 1), 0);
     getsockname(fd, (struct sockaddr *)&a, &len);
-    struct listener_def busy = {.name = "BUSY", .bind = "127.0.0.1", .port = ntohs(a.sin_port),
-                                .handler = echo_handler};
+    struct listener_def busy = {
+        .name = "BUSY", .bind = "127.0.0.1", .port = ntohs(a.sin_port), .handler = echo_handler};
     err = NULL;
     assert_int_equal(server_listen(s, &busy, &err), -1);
     assert_non_null(err);
@@ -546,6 +601,8 @@ int main(void)
         cmocka_unit_test(test_many_addresses),
         cmocka_unit_test(test_stop_ends_blocked_sessions),
         cmocka_unit_test(test_stop_without_waiting_the_grace),
+        cmocka_unit_test(test_stop_right_after_accept),
+        cmocka_unit_test(test_default_limits),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_tls_context),
         cmocka_unit_test(test_implicit_tls_without_context),

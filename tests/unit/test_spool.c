@@ -56,8 +56,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -153,7 +155,7 @@ static void test_id_format(void **state)
     spool_set_hostname("mx1.example.com");
 }
 
-#define ID_THREADS 8
+#define ID_THREADS     8
 #define IDS_PER_THREAD 4000
 
 struct id_batch {
@@ -163,7 +165,8 @@ struct id_batch {
 static void *make_ids(void *p)
 {
     struct id_batch *b = p;
-    for (int i = 0; i < IDS_PER_THREAD; i++) spool_make_id(b->ids[i], SPOOL_ID_MAX);
+    for (int i = 0; i < IDS_PER_THREAD; i++)
+        spool_make_id(b->ids[i], SPOOL_ID_MAX);
     return NULL;
 }
 
@@ -182,7 +185,8 @@ static void test_ids_unique_across_threads(void **state)
         b[t].ids = all + t * IDS_PER_THREAD;
         assert_int_equal(pthread_create(&th[t], NULL, make_ids, &b[t]), 0);
     }
-    for (int t = 0; t < ID_THREADS; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < ID_THREADS; t++)
+        pthread_join(th[t], NULL);
     qsort(all, total, SPOOL_ID_MAX, cmp_str);
     size_t dups = 0;
     for (size_t i = 1; i < total; i++)
@@ -261,7 +265,8 @@ static void test_spool_file(void **state)
     memcpy(expect + elen, "Received: x\r\n", 13);
     elen += 13;
     char *blob = xmalloc(big);
-    for (size_t i = 0; i < big; i++) blob[i] = (char)('a' + i % 23);
+    for (size_t i = 0; i < big; i++)
+        blob[i] = (char)('a' + i % 23);
     spool_file_write(&f, blob, big);
     memcpy(expect + elen, blob, big);
     elen += big;
@@ -300,9 +305,11 @@ static void test_spool_file_unique_names(void **state)
 {
     const char *dir = *state;
     struct spool_file f[50];
-    for (int i = 0; i < 50; i++) assert_int_equal(spool_file_create(&f[i], dir, ".tmp"), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(spool_file_create(&f[i], dir, ".tmp"), 0);
     assert_int_equal(count_entries(dir), 50);
-    for (int i = 0; i < 50; i++) spool_file_discard(&f[i]);
+    for (int i = 0; i < 50; i++)
+        spool_file_discard(&f[i]);
     assert_int_equal(count_entries(dir), 0);
 }
 
@@ -384,8 +391,10 @@ static int make_message(const char *dir, char **path_r)
     assert_true(fd >= 0);
     assert_int_equal(fs_write_all(fd, msg_prefix, strlen(msg_prefix)), 0);
     assert_int_equal(fs_write_all(fd, msg_body, strlen(msg_body)), 0);
-    if (path_r) *path_r = path;
-    else free(path);
+    if (path_r)
+        *path_r = path;
+    else
+        free(path);
     return fd;
 }
 
@@ -445,7 +454,8 @@ static void test_queue_roundtrip(void **state)
     assert_string_equal(env.auth, "alice@example.com");
     assert_string_equal(env.client, "192.0.2.7");
     assert_int_equal(env.nrcpts, 3);
-    for (size_t i = 0; i < 3; i++) assert_string_equal(env.rcpts[i], rcpts3[i]);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(env.rcpts[i], rcpts3[i]);
     assert_int_equal(env.attempts, 4);
     assert_int_equal(env.next_try, 1795309200LL);
     assert_int_equal(env.size, strlen(msg_body));
@@ -502,7 +512,8 @@ static void test_queue_optional_fields(void **state)
 
     /* many recipients */
     char **many = xcalloc(500, sizeof(char *));
-    for (int i = 0; i < 500; i++) many[i] = xasprintf("user%d@example.net", i);
+    for (int i = 0; i < 500; i++)
+        many[i] = xasprintf("user%d@example.net", i);
     fd = make_message(dir, NULL);
     env.id = "1795305600.M000002P1Q2.mx1.example.com";
     env.rcpts = many;
@@ -514,10 +525,12 @@ static void test_queue_optional_fields(void **state)
     path = xasprintf("%s/%s.tmp", dir, env.id);
     assert_int_equal(spool_queue_read(path, &back, &off), 0);
     assert_int_equal(back.nrcpts, 500);
-    for (int i = 0; i < 500; i++) assert_string_equal(back.rcpts[i], many[i]);
+    for (int i = 0; i < 500; i++)
+        assert_string_equal(back.rcpts[i], many[i]);
     assert_int_equal(back.size, env.size);
     spool_queue_envelope_clear(&back);
-    for (int i = 0; i < 500; i++) free(many[i]);
+    for (int i = 0; i < 500; i++)
+        free(many[i]);
     free(many);
     free(path);
 }
@@ -528,12 +541,16 @@ static void test_queue_large_message(void **state)
     char *src = xasprintf("%s/big.src", dir);
     size_t size = (1u << 20) * 3 + 12345;
     char *data = xmalloc(size);
-    for (size_t i = 0; i < size; i++) data[i] = (char)(i * 31 + 7);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)(i * 31 + 7);
     write_plain(src, data, size);
     int fd = open(src, O_RDONLY);
     char *one[] = {"x@example.org"};
-    struct queue_envelope env = {.id = "big.mx1.example.com", .sender = "s@example.com",
-                                 .rcpts = one, .nrcpts = 1, .size = size - 100};
+    struct queue_envelope env = {.id = "big.mx1.example.com",
+                                 .sender = "s@example.com",
+                                 .rcpts = one,
+                                 .nrcpts = 1,
+                                 .size = size - 100};
     char *path = NULL;
     assert_int_equal(spool_queue_write(dir, &env, fd, 100, &path), 0);
     close(fd);
@@ -631,7 +648,6 @@ static void test_queue_refuses_injection(void **state)
     assert_int_equal(errno, ENOENT);
     close(fd);
     free(missing);
-
 }
 
 /* The heart of it: whatever length a crash leaves the file at, it is never taken as a
@@ -719,15 +735,15 @@ static void test_queue_damaged(void **state)
 
     /* fields that do not parse, or required fields missing */
     static const char *const bad_headers[] = {
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\n",      /* no blank line */
-        "ALKAID-QUEUE 1\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\n\n",          /* no ID */
-        "ALKAID-QUEUE 1\nID x\nRCPT <c@d>\nSIZE 0\n\n",                /* no FROM */
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nSIZE 0\n\n",                /* no RCPT */
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\n\n",            /* no SIZE */
-        "ALKAID-QUEUE 1\nID x\nFROM a@b\nRCPT <c@d>\nSIZE 0\n\n",      /* FROM not <> */
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT c@d\nSIZE 0\n\n",      /* RCPT not <> */
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE x\n\n",    /* SIZE not a number */
-        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE -1\n\n",   /* negative */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\n",    /* no blank line */
+        "ALKAID-QUEUE 1\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\n\n",        /* no ID */
+        "ALKAID-QUEUE 1\nID x\nRCPT <c@d>\nSIZE 0\n\n",              /* no FROM */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nSIZE 0\n\n",              /* no RCPT */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\n\n",          /* no SIZE */
+        "ALKAID-QUEUE 1\nID x\nFROM a@b\nRCPT <c@d>\nSIZE 0\n\n",    /* FROM not <> */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT c@d\nSIZE 0\n\n",    /* RCPT not <> */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE x\n\n",  /* SIZE not a number */
+        "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE -1\n\n", /* negative */
         "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\nATTEMPTS -2\n\n",
         "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\nCREATED soon\n\n",
         "ALKAID-QUEUE 1\nID x\nFROM <a@b>\nRCPT <c@d>\nSIZE 0\nNOSPACE\n\n",
