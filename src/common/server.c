@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,12 +312,18 @@ static void *session_thread(void *arg)
     if (!st->over_limit) release(s, st->ip);
     s->stats.bytes_in += conn->bytes_in;
     s->stats.bytes_out += conn->bytes_out;
+    pthread_mutex_unlock(&s->lock);
+
+    /* everything this thread holds goes before it stops counting as active, so a
+     * server_stop() that returns leaves no session state behind */
+    conn_free(&conn);
+    free(st);
+    OPENSSL_thread_stop();
+
+    pthread_mutex_lock(&s->lock);
     s->nactive--;
     if (s->nactive == 0) pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->lock);
-
-    conn_free(&conn);
-    free(st);
     return NULL;
 }
 

@@ -50,12 +50,14 @@ struct pop3_server *pop3_server_start(const struct alkaid_config *cfg, struct st
         .kind = POP3_PORT_PLAIN,
         .handler = pop3_session_handler,
         .busy_reply = POP3_BUSY_REPLY,
+        .key = "[POP3] Port",
     };
     p->listeners[1] = p->listeners[0];
     p->listeners[1].name = "POP3S";
     p->listeners[1].port = cfg->pop3.tls_port;
     p->listeners[1].implicit_tls = true;
     p->listeners[1].kind = POP3_PORT_TLS;
+    p->listeners[1].key = "[POP3] TLSPort";
 
     p->server = server_new("POP3", LOG_POP3, &p->ctx);
     p->ctx.server = p->server;

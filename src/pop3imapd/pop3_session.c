@@ -818,8 +818,4 @@ void pop3_session_run(struct conn *conn, struct pop3_context *ctx, const char *l
 void pop3_session_handler(struct session *session)
 {
     pop3_session_run(session->conn, session->data, session->listener->name);
-    /* Free this thread's OpenSSL state (its random generators) now: server.c counts the
-     * session as ended before the detached thread exits, so a service stopping right
-     * after a session could otherwise exit before the thread's destructors run. */
-    OPENSSL_thread_stop();
 }
