@@ -62,14 +62,19 @@ void conn_shutdown(struct conn *c)
     shutdown(c->fd, SHUT_RDWR);
 }
 
-/* Waits for events on the socket until the deadline. */
-static enum conn_status wait_fd(struct conn *c, short events, int64_t deadline_ms)
+#define CONN_INTERRUPT_POLL_MS 200
+
+/* Waits for events on the socket until the deadline (or the interrupt, if idle). */
+static enum conn_status wait_fd(struct conn *c, short events, int64_t deadline_ms, bool idle)
 {
     for (;;) {
+        if (idle && c->interrupt && __atomic_load_n(c->interrupt, __ATOMIC_ACQUIRE))
+            return CONN_STOPPED;
         int64_t left = deadline_ms - conn_now_ms();
         if (left <= 0) return CONN_TIMEOUT;
+        int64_t slice = idle && c->interrupt ? CONN_INTERRUPT_POLL_MS : 60000;
         struct pollfd pfd = {.fd = c->fd, .events = events};
-        int r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+        int r = poll(&pfd, 1, left > slice ? (int)slice : (int)left);
         if (r < 0) {
             if (errno == EINTR) continue;
             return CONN_ERROR;
@@ -81,12 +86,12 @@ static enum conn_status wait_fd(struct conn *c, short events, int64_t deadline_m
 }
 
 /* Handles an SSL_* result: CONN_OK to retry after waiting, else a final status. */
-static enum conn_status ssl_wait(struct conn *c, int ret, int64_t deadline_ms)
+static enum conn_status ssl_wait(struct conn *c, int ret, int64_t deadline_ms, bool idle)
 {
     int err = SSL_get_error(c->ssl, ret);
     switch (err) {
-    case SSL_ERROR_WANT_READ: return wait_fd(c, POLLIN, deadline_ms);
-    case SSL_ERROR_WANT_WRITE: return wait_fd(c, POLLOUT, deadline_ms);
+    case SSL_ERROR_WANT_READ: return wait_fd(c, POLLIN, deadline_ms, idle);
+    case SSL_ERROR_WANT_WRITE: return wait_fd(c, POLLOUT, deadline_ms, idle);
     case SSL_ERROR_ZERO_RETURN: return CONN_EOF;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
@@ -95,7 +100,7 @@ static enum conn_status ssl_wait(struct conn *c, int ret, int64_t deadline_ms)
     }
 }
 
-static enum conn_status read_some(struct conn *c, int64_t deadline_ms)
+static enum conn_status read_some(struct conn *c, int64_t deadline_ms, bool idle)
 {
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     if (c->rlen == CONN_RBUF_SIZE) {
@@ -114,7 +119,7 @@ static enum conn_status read_some(struct conn *c, int64_t deadline_ms)
                 __atomic_fetch_add(&c->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
                 return CONN_OK;
             }
-            enum conn_status st = ssl_wait(c, n, deadline_ms);
+            enum conn_status st = ssl_wait(c, n, deadline_ms, idle);
             if (st != CONN_OK) return st;
         } else {
             ssize_t n = read(c->fd, dst, room);
@@ -126,7 +131,7 @@ static enum conn_status read_some(struct conn *c, int64_t deadline_ms)
             if (n == 0) return CONN_EOF;
             if (errno == EINTR) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) return CONN_ERROR;
-            enum conn_status st = wait_fd(c, POLLIN, deadline_ms);
+            enum conn_status st = wait_fd(c, POLLIN, deadline_ms, idle);
             if (st != CONN_OK) return st;
         }
     }
@@ -135,7 +140,7 @@ static enum conn_status read_some(struct conn *c, int64_t deadline_ms)
 enum conn_status conn_fill(struct conn *c, int64_t deadline_ms)
 {
     if (c->rpos < c->rlen) return CONN_OK;
-    return read_some(c, deadline_ms);
+    return read_some(c, deadline_ms, false);
 }
 
 void conn_consume(struct conn *c, size_t n)
@@ -164,7 +169,7 @@ enum conn_status conn_read_line(struct conn *c, struct sbuf *line, size_t max,
     sbuf_reset(line);
     for (;;) {
         if (c->rpos == c->rlen) {
-            enum conn_status st = read_some(c, deadline_ms);
+            enum conn_status st = read_some(c, deadline_ms, total == 0);
             if (st != CONN_OK) return st;
         }
         const char *p = c->rbuf + c->rpos;
@@ -237,7 +242,7 @@ enum conn_status conn_flush(struct conn *c, int64_t deadline_ms)
                 off += (size_t)n;
                 continue;
             }
-            enum conn_status st = ssl_wait(c, n, deadline_ms);
+            enum conn_status st = ssl_wait(c, n, deadline_ms, false);
             if (st != CONN_OK) goto fail;
         } else {
             ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
@@ -247,7 +252,7 @@ enum conn_status conn_flush(struct conn *c, int64_t deadline_ms)
             }
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                if (wait_fd(c, POLLOUT, deadline_ms) != CONN_OK) goto fail;
+                if (wait_fd(c, POLLOUT, deadline_ms, false) != CONN_OK) goto fail;
                 continue;
             }
             goto fail;
@@ -281,7 +286,7 @@ enum conn_status conn_starttls(struct conn *c, SSL_CTX *ctx, int64_t deadline_ms
         int r = SSL_accept(c->ssl);
         if (r == 1) break;
         unsigned long e = ERR_peek_error();
-        enum conn_status st = ssl_wait(c, r, deadline_ms);
+        enum conn_status st = ssl_wait(c, r, deadline_ms, false);
         if (st != CONN_OK) {
             if (st == CONN_TIMEOUT) *error_r = "TLS handshake timed out";
             else if (e != 0) *error_r = ERR_reason_error_string(e);

@@ -27,6 +27,7 @@ enum conn_status {
     CONN_ERROR = -1,    /* I/O or TLS error (or the connection was shut down) */
     CONN_TIMEOUT = -2,  /* the deadline passed */
     CONN_TOOLONG = -3,  /* the line was longer than allowed; it has been skipped */
+    CONN_STOPPED = -4,  /* *interrupt was set while waiting for a new line */
 };
 
 struct conn {
@@ -40,6 +41,8 @@ struct conn {
     struct sbuf wbuf;
     uint64_t bytes_in, bytes_out;
     bool write_failed;
+    const bool *interrupt; /* when set (the service is stopping), conn_read_line() gives up
+                              waiting for a line that has not begun: CONN_STOPPED */
     char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is up */
 };
 
@@ -53,7 +56,8 @@ void conn_free(struct conn **conn);
 
 /* Reads one line ending in LF into line (without the CRLF or LF). Lines longer than max
  * octets (including the line end) are skipped through their LF and CONN_TOOLONG is
- * returned. A line may contain NUL bytes: check line->len against strlen(). */
+ * returned. A line may contain NUL bytes: check line->len against strlen(). While no
+ * octet of the line has arrived, *conn->interrupt is checked a few times a second. */
 enum conn_status conn_read_line(struct conn *conn, struct sbuf *line, size_t max,
                                 int64_t deadline_ms);
 /* Makes sure at least one unread byte is buffered, reading if needed. */

@@ -386,6 +386,7 @@ static void *accept_thread(void *arg)
             char dummy[64];
             addr_text(&local, dummy, sizeof(dummy), &conn->local_port);
         }
+        conn->interrupt = &s->stopping;
         st->conn = conn;
         st->node.conn = conn;
 

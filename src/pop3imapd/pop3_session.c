@@ -167,25 +167,13 @@ static void refuse_plaintext(struct pop3_session *s)
 /* ---- reading ---- */
 
 /* Reads one line into s->line within the command deadline. Flushes the replies first
- * when nothing pipelined is waiting; an idle wait looks for a service stop now and
- * then. */
+ * when nothing pipelined is waiting; an idle wait ends when the service stops
+ * (conn->interrupt). */
 static enum conn_status read_line(struct pop3_session *s, size_t max)
 {
     int64_t deadline = command_deadline(s);
-    bool flushed = false;
-    while (conn_pending(s->conn) == 0) {
-        if (!flushed) {
-            if (conn_flush(s->conn, deadline) != CONN_OK) return CONN_ERROR;
-            flushed = true;
-        }
-        if (stopping(s)) return CONN_ERROR;
-        int64_t now = conn_now_ms();
-        if (now >= deadline) return CONN_TIMEOUT;
-        int64_t until = now + POP3_STOP_POLL_MS < deadline ? now + POP3_STOP_POLL_MS : deadline;
-        enum conn_status st = conn_fill(s->conn, until);
-        if (st == CONN_OK) break;
-        if (st != CONN_TIMEOUT) return st;
-    }
+    if (conn_pending(s->conn) == 0 && conn_flush(s->conn, deadline) != CONN_OK) return CONN_ERROR;
+    if (stopping(s)) return CONN_STOPPED;
     return conn_read_line(s->conn, &s->line, max, deadline);
 }
 

@@ -125,7 +125,7 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, struct sb
         switch (d->state) {
         case ST_BOL:
             if (c == '.' && !d->bdat) {
-                add_line(d, 1);
+                /* not counted: RFC 5321 4.5.3.1.6 excludes the dot added for transparency */
                 d->state = ST_DOT;
                 i++;
                 continue;

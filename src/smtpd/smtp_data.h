@@ -12,8 +12,9 @@
  *   - A line is ended only by CRLF. A bare LF or bare CR inside the data is kept as a
  *     line break in the output (written as CRLF), so the stored message is always
  *     canonical; a '.' after a bare LF/CR is not a line start and is not unstuffed.
- *   - A line (counted on the wire, including its CRLF; for this count only, a bare LF or
- *     CR also ends a line) longer than max_line octets sets line_too_long; content past
+ *   - A line (counted on the wire, including its CRLF but not a dot added for
+ *     transparency, RFC 5321 4.5.3.1.6; for this count only, a bare LF or CR also ends
+ *     a line) longer than max_line octets sets line_too_long; content past
  *     max_size output octets sets too_big and stops writing output; a NUL byte sets
  *     has_nul. In all three cases reading continues to the end of data, so the session
  *     stays in step with the client.

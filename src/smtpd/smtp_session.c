@@ -83,35 +83,35 @@ void smtp_txn_reset(struct smtp_session *s)
 
 /* ---- connection-level commands -------------------------------------------------- */
 
-static void cmd_helo_common(struct smtp_session *s, const char *arg, bool esmtp)
+/* The part HELO and EHLO share; false after replying with an error. */
+static bool cmd_helo_common(struct smtp_session *s, const char *arg, bool esmtp)
 {
     if (*arg == '\0') {
         smtp_reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         s->bad_commands++;
-        return;
+        return false;
     }
     if (!smtp_helo_valid(arg)) {
         smtp_reply(s, "501 5.5.4 Invalid domain name in %s", esmtp ? "EHLO" : "HELO");
         s->bad_commands++;
-        return;
+        return false;
     }
     smtp_txn_reset(s);
     free(s->helo);
     s->helo = xstrdup(arg);
     s->esmtp = esmtp;
     smtp_set_state(s, SMTP_STATE_HELO);
+    return true;
 }
 
 static void cmd_helo(struct smtp_session *s, const char *arg)
 {
-    cmd_helo_common(s, arg, false);
-    if (s->state == SMTP_STATE_HELO) smtp_reply(s, "250 %s", s->cfg->hostname);
+    if (cmd_helo_common(s, arg, false)) smtp_reply(s, "250 %s", s->cfg->hostname);
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *arg)
 {
-    cmd_helo_common(s, arg, true);
-    if (s->state != SMTP_STATE_HELO) return;
+    if (!cmd_helo_common(s, arg, true)) return;
     SSL_CTX *tls = server_get_tls(s->session->server);
     smtp_reply(s, "250-%s Hello %s [%s]", s->cfg->hostname, s->helo, s->ip);
     smtp_reply(s, "250-PIPELINING");
@@ -308,13 +308,15 @@ void smtp_session_run(struct session *session)
             smtp_flush(s);
             if (s->state == SMTP_STATE_CLOSE) break;
         }
-        if (server_stopping(session->server)) {
+        enum conn_status st =
+            server_stopping(session->server)
+                ? CONN_STOPPED
+                : conn_read_line(s->conn, &line, SMTP_MAX_COMMAND_LINE, smtp_command_deadline(s));
+        if (st == CONN_STOPPED) {
             smtp_reply(s, "421 4.3.2 %s Service shutting down, try again later",
                        s->cfg->hostname);
             break;
         }
-        enum conn_status st =
-            conn_read_line(s->conn, &line, SMTP_MAX_COMMAND_LINE, smtp_command_deadline(s));
         if (st == CONN_TIMEOUT) {
             smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
             log_line(LOG_SMTP, s->ip, "Timeout in state %s", state_names[s->state]);

@@ -127,6 +127,32 @@ static bool rcpt_quota_ok(struct smtp_session *s, const struct resolved *r, cons
     return true;
 }
 
+/* <Postmaster> without a domain, which RFC 5321 4.5.1 says must be accepted: the
+ * postmaster of [System] Hostname if that is a local domain, else of its parent domains
+ * (mail.example.com -> example.com), else of the first local domain that has one. */
+static enum resolve_result resolve_postmaster(struct store *st, const struct alkaid_config *cfg,
+                                              struct resolved *res)
+{
+    for (const char *d = cfg->hostname; d; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL) {
+        enum resolve_result r = resolve_recipient(st, cfg->mail_dir, "postmaster", d, res);
+        if (r != RESOLVE_NOT_LOCAL && r != RESOLVE_UNKNOWN) return r;
+    }
+    struct store_domain **domains = NULL;
+    size_t n = 0;
+    enum store_result sr = store_domain_list(st, &domains, &n);
+    if (sr == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
+    enum resolve_result r = RESOLVE_UNKNOWN;
+    for (size_t i = 0; i < n && r == RESOLVE_UNKNOWN; i++) {
+        if (strchr(domains[i]->name, '*')) continue;
+        r = resolve_recipient(st, cfg->mail_dir, "postmaster", domains[i]->name, res);
+        if (r == RESOLVE_NOT_LOCAL) r = RESOLVE_UNKNOWN;
+    }
+    store_domain_list_free(&domains, n);
+    if (r == RESOLVE_UNKNOWN)
+        log_error(LOG_SMTP, NULL, "No postmaster: create postmaster@<your domain> (an alias will do)");
+    return r;
+}
+
 void smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
@@ -152,11 +178,11 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
         smtp_reply(s, "555 5.5.4 Error: unsupported parameter %s", path.params[0].keyword);
         goto out;
     }
-    /* <Postmaster> without a domain is the postmaster of this host (RFC 5321 4.5.1) */
-    const char *domain = path.domain[0] ? path.domain : s->cfg->hostname;
     struct resolved res;
     enum resolve_result rr =
-        resolve_recipient(smtpd.store, s->cfg->mail_dir, path.localpart, domain, &res);
+        path.domain[0] ? resolve_recipient(smtpd.store, s->cfg->mail_dir, path.localpart,
+                                           path.domain, &res)
+                       : resolve_postmaster(smtpd.store, s->cfg, &res);
     switch (rr) {
     case RESOLVE_TEMPFAIL:
         smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure, try again later", path.address);
@@ -239,14 +265,16 @@ static int begin_message(struct smtp_session *s)
 }
 
 /* Feeds bytes to the reader and the reader's output to the TEMP file. Returns bytes
- * consumed. */
-static size_t feed(struct smtp_session *s, const char *p, size_t len)
+ * consumed; *line_done_r (optional) tells whether a line was completed. */
+static size_t feed(struct smtp_session *s, const char *p, size_t len, bool *line_done_r)
 {
     size_t used = smtp_data_feed(&s->data, p, len, &s->dataout);
     if (used == (size_t)-1) { /* cannot happen: dataout holds 2x the read buffer */
         s->data.too_big = true;
         used = len;
     }
+    if (line_done_r)
+        *line_done_r = s->data.done || memchr(p, '\n', used) != NULL;
     if (s->dataout.len) {
         spool_file_write(&s->temp, s->dataout.data, s->dataout.len);
         sbuf_reset(&s->dataout);
@@ -351,9 +379,11 @@ void smtp_cmd_data(struct smtp_session *s, const char *arg)
     if (s->state == SMTP_STATE_CLOSE) return;
 
     smtp_data_init(&s->data, s->cfg->max_message_size, 0, false);
-    /* the size limit counts the message as the client sent it, not our trace lines */
+    /* the size limit counts the message as the client sent it, not our trace lines;
+     * every line must arrive within DataTimeout (a trickle of octets does not extend it) */
+    int64_t deadline = smtp_data_deadline(s);
     while (!s->data.done) {
-        enum conn_status st = conn_fill(s->conn, smtp_data_deadline(s));
+        enum conn_status st = conn_fill(s->conn, deadline);
         if (st != CONN_OK) {
             log_line(LOG_SMTP, s->ip, "%s during DATA; message from <%s> discarded",
                      st == CONN_TIMEOUT ? "Timeout" : "Connection lost", s->sender);
@@ -364,8 +394,10 @@ void smtp_cmd_data(struct smtp_session *s, const char *arg)
             return;
         }
         size_t len;
+        bool line_done;
         const char *p = conn_peek(s->conn, &len);
-        conn_consume(s->conn, feed(s, p, len));
+        conn_consume(s->conn, feed(s, p, len, &line_done));
+        if (line_done) deadline = smtp_data_deadline(s);
     }
     log_line(LOG_SMTP, s->ip, "<<< [message of %llu bytes]", (unsigned long long)s->data.size);
     finish_message(s);
@@ -374,13 +406,20 @@ void smtp_cmd_data(struct smtp_session *s, const char *arg)
 /* Reads and throws away n bytes (a chunk we are not going to keep). */
 static bool skip_bytes(struct smtp_session *s, unsigned long long n)
 {
+    unsigned long long since = 0;
+    int64_t deadline = smtp_data_deadline(s);
     while (n > 0) {
-        if (conn_fill(s->conn, smtp_data_deadline(s)) != CONN_OK) return false;
+        if (conn_fill(s->conn, deadline) != CONN_OK) return false;
         size_t len;
         conn_peek(s->conn, &len);
         size_t take = len < n ? len : (size_t)n;
         conn_consume(s->conn, take);
         n -= take;
+        since += take;
+        if (since >= SMTP_MAX_TEXT_LINE) {
+            since = 0;
+            deadline = smtp_data_deadline(s);
+        }
     }
     return true;
 }
@@ -419,9 +458,11 @@ void smtp_cmd_bdat(struct smtp_session *s, const char *arg)
         s->bdat_failed = false;
         smtp_data_init(&s->data, s->cfg->max_message_size, 0, true);
     }
-    unsigned long long left = size;
+    /* the deadline moves on only with real progress: every SMTP_MAX_TEXT_LINE octets */
+    unsigned long long left = size, since = 0;
+    int64_t deadline = smtp_data_deadline(s);
     while (left > 0) {
-        enum conn_status st = conn_fill(s->conn, smtp_data_deadline(s));
+        enum conn_status st = conn_fill(s->conn, deadline);
         if (st != CONN_OK) {
             log_line(LOG_SMTP, s->ip, "%s during BDAT; message from <%s> discarded",
                      st == CONN_TIMEOUT ? "Timeout" : "Connection lost", s->sender);
@@ -432,8 +473,13 @@ void smtp_cmd_bdat(struct smtp_session *s, const char *arg)
         size_t len;
         const char *p = conn_peek(s->conn, &len);
         size_t take = len < left ? len : (size_t)left;
-        conn_consume(s->conn, feed(s, p, take));
+        conn_consume(s->conn, feed(s, p, take, NULL));
         left -= take;
+        since += take;
+        if (since >= SMTP_MAX_TEXT_LINE) {
+            since = 0;
+            deadline = smtp_data_deadline(s);
+        }
     }
     if (!last) {
         smtp_reply(s, "250 2.0.0 %llu octets received", size);

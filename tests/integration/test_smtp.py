@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import smtplib
 import socket
 import subprocess
 import time
@@ -717,6 +716,24 @@ def test_alias_to_two_users_and_to_null(smtpd):
     assert temp_files(smtpd) == []
 
 
+def test_wildcard_domain_and_alias_loop(smtpd):
+    smtpd.user("domain", "add", "*.wild.test")
+    smtpd.user("add", "carl@*.wild.test", "--password", "carl-pw-4")
+    smtpd.user("alias", "add", "loop1@example.test", "loop2@example.test")
+    smtpd.user("alias", "add", "loop2@example.test", "loop1@example.test", ALICE)
+    with smtpd.smtp() as s:
+        assert s.sendmail(SENDER, ["carl@a.wild.test", "carl@b.c.wild.test"],
+                          message("wild")) == {}
+        s.ehlo()
+        s.mail(SENDER)
+        assert s.rcpt("nobody@a.wild.test")[0] == 550
+        s.rset()
+        # a loop that reaches a mailbox delivers once and terminates
+        assert s.sendmail(SENDER, ["loop1@example.test"], message("loop")) == {}
+    assert len(smtpd.messages("carl@*.wild.test")) == 1
+    assert len(smtpd.messages(ALICE)) == 1
+
+
 def test_forward_to_remote_and_keep_copy(smtpd):
     smtpd.user("forward", ALICE, "alice@elsewhere.test")
     with smtpd.smtp() as s:
@@ -978,7 +995,7 @@ def test_log_format_and_no_secrets(smtpd):
     names = os.listdir(logdir)
     assert names and all(re.fullmatch(r"\d{8}\.log", n) for n in names), names
     today = {datetime.datetime.now().strftime("%Y%m%d"),
-             datetime.datetime.utcnow().strftime("%Y%m%d")}
+             datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")}
     assert set(n[:8] for n in names) & today, names
     text = smtpd.log("smtp")
     lines = text.splitlines()

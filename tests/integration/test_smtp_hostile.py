@@ -656,3 +656,31 @@ def test_reset_mid_data(smtpd):
     assert wait_until(lambda: temp_files(smtpd) == [])
     assert stored_messages(smtpd) == {}
     server_alive(smtpd)
+
+
+def test_data_trickle_is_cut_at_the_line_deadline(alkaid_root):
+    """DataTimeout is a deadline per line: octets trickled without a line end do not
+    extend it."""
+    alkaid_root.set("SMTP", "DataTimeout", "10")
+    alkaid_root.start("smtpd")
+    c, _ = smtp_session(alkaid_root)
+    c.send("MAIL FROM:<sender@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    assert c.reply()[0] == 250
+    assert c.reply()[0] == 250
+    assert c.reply()[0] == 354
+    start = time.time()
+    cut = False
+    while time.time() - start < 25:
+        try:
+            c.send("x")
+        except OSError:
+            cut = True
+            break
+        time.sleep(1)
+        if c.closed(timeout=0.01):
+            cut = True
+            break
+    elapsed = time.time() - start
+    assert cut, "a DATA trickle was not cut off"
+    assert elapsed < 16, "cut only after %.1f s with DataTimeout=10" % elapsed
+    assert alkaid_root.messages("alice@example.test") == []

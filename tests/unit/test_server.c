@@ -401,6 +401,23 @@ static void test_many_addresses(void **state)
     finish(f);
 }
 
+static void test_stop_interrupts_idle_sessions(void **state)
+{
+    struct fixture *f = start(10, 5, 30000, false); /* handlers block up to 30 s */
+    char buf[256];
+    int c1 = client(f, "127.0.0.1");
+    client_line(c1, buf, sizeof(buf), 2000);
+    int64_t t0 = conn_now_ms();
+    server_stop(f->server, 5000);
+    int64_t took = conn_now_ms() - t0;
+    if (took > 1000) print_error("server_stop took %lld ms\n", (long long)took);
+    assert_true(took <= 1000); /* an idle read gives up well before the grace time */
+    assert_int_equal(f->ctx.last_status, CONN_STOPPED);
+    assert_true(client_sees_eof(c1, 1000));
+    close(c1);
+    finish(f);
+}
+
 static void test_stop_ends_blocked_sessions(void **state)
 {
     struct fixture *f = start(10, 5, 30000, false); /* handlers block up to 30 s */
@@ -410,13 +427,16 @@ static void test_stop_ends_blocked_sessions(void **state)
     client_line(c1, buf, sizeof(buf), 2000);
     client_line(c2, buf, sizeof(buf), 2000);
     assert_int_equal(ctx_get(&f->ctx, &f->ctx.started), 2);
+    /* c2 is in the middle of a line: only the end of the grace time stops it */
+    client_send(c2, "half a li");
+    usleep(100 * 1000);
 
     int64_t t0 = conn_now_ms();
     server_stop(f->server, 300);
     int64_t took = conn_now_ms() - t0;
     if (took < 280 || took > 3000) print_error("server_stop took %lld ms\n", (long long)took);
-    assert_true(took >= 280);  /* the grace time was given */
-    assert_true(took <= 3000); /* then the blocked reads were ended */
+    assert_true(took >= 280);  /* the grace time was given to the session mid-line */
+    assert_true(took <= 3000); /* then its blocked read was ended */
     assert_true(server_stopping(f->server));
     assert_int_equal(ctx_get(&f->ctx, &f->ctx.ended), 2);
     assert_true(f->ctx.last_status == CONN_EOF || f->ctx.last_status == CONN_ERROR);
@@ -599,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_per_ip_cap),
         cmocka_unit_test(test_total_cap),
         cmocka_unit_test(test_many_addresses),
+        cmocka_unit_test(test_stop_interrupts_idle_sessions),
         cmocka_unit_test(test_stop_ends_blocked_sessions),
         cmocka_unit_test(test_stop_without_waiting_the_grace),
         cmocka_unit_test(test_stop_right_after_accept),

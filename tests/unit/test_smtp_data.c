@@ -302,12 +302,19 @@ static void test_line_length(void **state)
     e = (struct expect){in, max + 1, max + 4, true, false, true, false, false, 0, 0};
     check(&DATA, in, max + 4, &e);
 
-    /* the stuffed '.' counts on the wire: 1000 octets stored, 1001 sent */
+    /* the stuffed '.' does not count (RFC 5321 4.5.3.1.6): 1000 octets stored, 1001 sent */
     in[0] = '.';
     memset(in + 1, 'x', max - 2);
     memcpy(in + max - 1, "\r\n.\r\n", 5);
-    e = (struct expect){in + 1, max, max + 4, true, false, true, false, false, 0, 0};
+    e = (struct expect){in + 1, max, max + 4, true, false, false, false, false, 0, 0};
     check(&DATA, in, max + 4, &e);
+
+    /* ... but one octet more after it is too long */
+    in[0] = '.';
+    memset(in + 1, 'x', max - 1);
+    memcpy(in + max, "\r\n.\r\n", 5);
+    e = (struct expect){in + 1, max + 1, max + 5, true, false, true, false, false, 0, 0};
+    check(&DATA, in, max + 5, &e);
     free(in);
 
     /* a small limit, in BDAT mode too, and a bare LF ending a line */
