@@ -117,13 +117,19 @@ static void model(struct model *m, const char *msg, size_t len, bool bdat, size_
     m->received = 0;
     if (max_line == 0) max_line = SMTP_MAX_TEXT_LINE;
 
-    /* wire lines: CRLF, bare CR or bare LF each end one, and count with their break */
+    /* wire lines: CRLF, bare CR or bare LF each end one, and count with their break;
+     * in DATA mode a '.' that starts a CRLF line is transparency and is not counted
+     * (RFC 5321 4.5.3.1.6) */
     size_t line = 0;
+    bool crlf_start = true;
     for (size_t i = 0; i < len; i++) {
-        line++;
+        bool stuffed = !bdat && crlf_start && msg[i] == '.';
+        crlf_start = false;
+        if (!stuffed) line++;
         if (msg[i] == '\r' && i + 1 < len && msg[i + 1] == '\n') {
             line++;
             i++;
+            crlf_start = true;
         } else if (msg[i] != '\r' && msg[i] != '\n') {
             continue;
         }

@@ -415,7 +415,7 @@ out:
 static pthread_mutex_t ini_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sbuf *ini_errors;
 
-static int ini_error_cb(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int ini_error_cb(const char *fmt, ...)
 {
     if (ini_errors == NULL) return 0;
     va_list ap;
