@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 #define ADDRESS_MAX_LOCALPART 64
-#define ADDRESS_MAX_DOMAIN 253
-#define ADDRESS_MAX 320
+#define ADDRESS_MAX_DOMAIN    253
+#define ADDRESS_MAX           320
 
 /* Splits "local@domain" at the last '@' into newly allocated, lower-cased parts.
  * 0, or -1 if there is no '@' or either side is empty. */

@@ -70,7 +70,9 @@ static int check_banner(const char *value, struct sbuf *why);
         {sect, "MaxSessions", CFG_INT, d_sessions, 1, 100000, OFF(field.max_sessions), NULL},      \
         {sect, "MaxSessionsPerIP", CFG_INT, d_perip, 1, 100000, OFF(field.max_sessions_per_ip),    \
          NULL},                                                                                    \
-        {sect, "Timeout", CFG_INT, d_timeout, 10, d_tmax, OFF(field.timeout), NULL}
+    {                                                                                              \
+        sect, "Timeout", CFG_INT, d_timeout, 10, d_tmax, OFF(field.timeout), NULL                  \
+    }
 
 static const struct cfg_key keys[] = {
     {"System", "Hostname", CFG_STR, "", 0, 0, OFF(hostname), check_hostname},
@@ -161,10 +163,26 @@ static int parse_size(const char *s, unsigned long long *v_r)
     }
     unsigned shift = 0;
     switch (*p) {
-    case 'k': case 'K': shift = 10; p++; break;
-    case 'm': case 'M': shift = 20; p++; break;
-    case 'g': case 'G': shift = 30; p++; break;
-    case 't': case 'T': shift = 40; p++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        p++;
+        break;
     default: break;
     }
     if (*p == 'b' || *p == 'B') p++;
@@ -304,9 +322,10 @@ static int check_ip_patterns(const char *value, struct sbuf *why)
     for (const char *p = value; *p; p++) {
         char c = *p;
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-              c == '.' || c == ':' || c == '*' || c == '/' || c == ' ' || c == ',' ||
-              c == '\t')) {
-            sbuf_printf(why, "'%s' is not a list of addresses (with * wildcards) or networks (CIDR)", value);
+              c == '.' || c == ':' || c == '*' || c == '/' || c == ' ' || c == ',' || c == '\t')) {
+            sbuf_printf(why,
+                        "'%s' is not a list of addresses (with * wildcards) or networks (CIDR)",
+                        value);
             return -1;
         }
     }
@@ -325,8 +344,10 @@ static int check_one_hostport(const char *s, size_t len, struct sbuf *why)
         if (!close) goto bad;
         *close = '\0';
         host = buf + 1;
-        if (close[1] == ':') port = close + 2;
-        else if (close[1] != '\0') goto bad;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            goto bad;
         unsigned char a[16];
         if (inet_pton(AF_INET6, host, a) != 1) goto bad;
     } else {
@@ -363,7 +384,8 @@ static int check_hostport_list(const char *value, struct sbuf *why)
 {
     const char *p = value;
     while (*p) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p == ' ' || *p == ',')
+            p++;
         size_t n = strcspn(p, " ,");
         if (n && check_one_hostport(p, n, why) < 0) return -1;
         p += n;
@@ -377,7 +399,8 @@ char *config_path(const char *root, const char *path)
 {
     if (path[0] == '/') return xstrdup(path);
     size_t rl = strlen(root);
-    while (rl > 1 && root[rl - 1] == '/') rl--;
+    while (rl > 1 && root[rl - 1] == '/')
+        rl--;
     return xasprintf("%.*s/%s", (int)rl, root, path);
 }
 
@@ -400,8 +423,7 @@ int config_root_prepare(const char *root, const char **error_r)
         goto out;
     }
     if (fs_write_file_atomic(ini, alkaid_default_ini, alkaid_default_ini_len, 0640) < 0) {
-        snprintf(prepare_error, sizeof(prepare_error), "cannot write %s: %s", ini,
-                 strerror(errno));
+        snprintf(prepare_error, sizeof(prepare_error), "cannot write %s: %s", ini, strerror(errno));
         goto out;
     }
     ret = 0;
@@ -426,7 +448,8 @@ __attribute__((format(printf, 1, 2))) static int ini_error_cb(const char *fmt, .
     /* iniparser's messages span lines; fold them into one */
     for (size_t i = 0; i < tmp.len; i++)
         if (tmp.data[i] == '\n') tmp.data[i] = ' ';
-    while (tmp.len && tmp.data[tmp.len - 1] == ' ') tmp.len--;
+    while (tmp.len && tmp.data[tmp.len - 1] == ' ')
+        tmp.len--;
     sbuf_append(ini_errors, tmp.data ? tmp.data : "", tmp.len);
     sbuf_putc(ini_errors, '\n');
     sbuf_free(&tmp);
@@ -467,7 +490,8 @@ static void default_hostname(struct alkaid_config *cfg)
 {
     if (cfg->hostname && *cfg->hostname) return;
     char name[256];
-    if (gethostname(name, sizeof(name)) < 0 || name[0] == '\0') snprintf(name, sizeof(name), "%s", "localhost");
+    if (gethostname(name, sizeof(name)) < 0 || name[0] == '\0')
+        snprintf(name, sizeof(name), "%s", "localhost");
     name[sizeof(name) - 1] = '\0';
     free(cfg->hostname);
     cfg->hostname = xstrdup(name);
@@ -539,8 +563,8 @@ struct alkaid_config *config_load(const char *root, struct sbuf *messages)
             const char *keyname = colon ? colon + 1 : full;
             const struct cfg_key *ck = find_key(sec, keyname);
             if (ck == NULL) {
-                sbuf_printf(messages, "%s: [%s] %s: warning: unknown key, ignored\n",
-                            cfg->ini_path, sec, keyname);
+                sbuf_printf(messages, "%s: [%s] %s: warning: unknown key, ignored\n", cfg->ini_path,
+                            sec, keyname);
                 continue;
             }
             const char *value = iniparser_getstring(d, full, "");

@@ -52,7 +52,7 @@ struct alkaid_config {
 
     /* [SMTP] */
     struct listen_config smtp;
-    char *relay_ips;  /* space/comma separated patterns with '*' */
+    char *relay_ips; /* space/comma separated patterns with '*' */
     char *smarthost;
     uint64_t max_message_size;
     int max_recipients;

@@ -161,8 +161,7 @@ bool conn_wait_readable(struct conn *c, int64_t deadline_ms)
     return conn_fill(c, deadline_ms) == CONN_OK;
 }
 
-enum conn_status conn_read_line(struct conn *c, struct sbuf *line, size_t max,
-                                int64_t deadline_ms)
+enum conn_status conn_read_line(struct conn *c, struct sbuf *line, size_t max, int64_t deadline_ms)
 {
     size_t total = 0;
     bool toolong = false;
@@ -288,8 +287,10 @@ enum conn_status conn_starttls(struct conn *c, SSL_CTX *ctx, int64_t deadline_ms
         unsigned long e = ERR_peek_error();
         enum conn_status st = ssl_wait(c, r, deadline_ms, false);
         if (st != CONN_OK) {
-            if (st == CONN_TIMEOUT) *error_r = "TLS handshake timed out";
-            else if (e != 0) *error_r = ERR_reason_error_string(e);
+            if (st == CONN_TIMEOUT)
+                *error_r = "TLS handshake timed out";
+            else if (e != 0)
+                *error_r = ERR_reason_error_string(e);
             if (*error_r == NULL) *error_r = "TLS handshake failed";
             c->write_failed = true; /* no close_notify on a failed handshake */
             return st == CONN_EOF ? CONN_ERROR : st;

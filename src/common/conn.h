@@ -19,23 +19,23 @@
 #include "sbuf.h"
 
 #define CONN_RBUF_SIZE 16384
-#define CONN_WBUF_MAX (1u << 20) /* buffered output before a forced flush */
+#define CONN_WBUF_MAX  (1u << 20) /* buffered output before a forced flush */
 
 enum conn_status {
     CONN_OK = 1,
-    CONN_EOF = 0,       /* the client closed the connection */
-    CONN_ERROR = -1,    /* I/O or TLS error (or the connection was shut down) */
-    CONN_TIMEOUT = -2,  /* the deadline passed */
-    CONN_TOOLONG = -3,  /* the line was longer than allowed; it has been skipped */
-    CONN_STOPPED = -4,  /* *interrupt was set while waiting for a new line */
+    CONN_EOF = 0,      /* the client closed the connection */
+    CONN_ERROR = -1,   /* I/O or TLS error (or the connection was shut down) */
+    CONN_TIMEOUT = -2, /* the deadline passed */
+    CONN_TOOLONG = -3, /* the line was longer than allowed; it has been skipped */
+    CONN_STOPPED = -4, /* *interrupt was set while waiting for a new line */
 };
 
 struct conn {
     int fd;
     SSL *ssl;
-    char ip[64];       /* the client's address as text */
-    int port;          /* the client's port */
-    int local_port;    /* the port the client connected to */
+    char ip[64];    /* the client's address as text */
+    int port;       /* the client's port */
+    int local_port; /* the port the client connected to */
     char *rbuf;
     size_t rpos, rlen; /* unread bytes are rbuf[rpos..rlen) */
     struct sbuf wbuf;
@@ -43,7 +43,7 @@ struct conn {
     bool write_failed;
     const bool *interrupt; /* when set (the service is stopping), conn_read_line() gives up
                               waiting for a line that has not begun: CONN_STOPPED */
-    char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is up */
+    char tls_info[96];     /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is up */
 };
 
 /* Milliseconds on the monotonic clock. */

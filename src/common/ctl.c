@@ -80,7 +80,8 @@ static void serve_one(struct ctl_server *ctl, int fd)
         char *cmd = line.data ? line.data : (char *)"";
         char *arg = cmd + strcspn(cmd, " ");
         if (*arg) *arg++ = '\0';
-        for (char *p = cmd; *p; p++) *p = (char)toupper((unsigned char)*p);
+        for (char *p = cmd; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
         ctl->handler(cmd, arg, &reply, ctl->ctx);
     } else if (st == CONN_TOOLONG) {
         sbuf_appends(&reply, "ERR line too long\n");

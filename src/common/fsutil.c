@@ -74,9 +74,11 @@ static struct dirsync *dirsync_table[DIRSYNC_BUCKETS];
 static struct dirsync **dirsync_slot(const char *path)
 {
     size_t h = 5381;
-    for (const char *p = path; *p; p++) h = h * 33 + (unsigned char)*p;
+    for (const char *p = path; *p; p++)
+        h = h * 33 + (unsigned char)*p;
     struct dirsync **pp = &dirsync_table[h % DIRSYNC_BUCKETS];
-    while (*pp && strcmp((*pp)->path, path) != 0) pp = &(*pp)->next;
+    while (*pp && strcmp((*pp)->path, path) != 0)
+        pp = &(*pp)->next;
     return pp;
 }
 

@@ -24,7 +24,7 @@
 #include "xalloc.h"
 
 static const char *const channel_names[LOG_NCHANNELS] = {"smtp", "pop3", "imap", "control",
-                                                          "error"};
+                                                         "error"};
 
 struct channel {
     pthread_mutex_t lock;
@@ -140,8 +140,8 @@ static void write_line(enum log_channel ch, const char *line, size_t len, int to
         if (c->fd >= 0) close(c->fd);
         c->fd = -1;
         pthread_mutex_lock(&dir_lock);
-        char *path = log_dir ? xasprintf("%s/%s/%08d.log", log_dir, channel_names[ch], today)
-                             : NULL;
+        char *path =
+            log_dir ? xasprintf("%s/%s/%08d.log", log_dir, channel_names[ch], today) : NULL;
         pthread_mutex_unlock(&dir_lock);
         if (path) {
             c->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -201,14 +201,14 @@ void log_error(enum log_channel ch, const char *ip, const char *fmt, ...)
     emit(ch, true, ip, buf, len);
 }
 
-void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text,
-               size_t len)
+void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text, size_t len)
 {
     if (!channels[ch].enabled) return;
     size_t dirlen = strlen(dir);
     while (len > 0) {
         size_t n = 0;
-        while (n < len && text[n] != '\n') n++;
+        while (n < len && text[n] != '\n')
+            n++;
         size_t linelen = n;
         if (linelen && text[linelen - 1] == '\r') linelen--;
         char buf[LOG_MAX_ACTION + 16];

@@ -18,14 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum log_channel {
-    LOG_SMTP = 0,
-    LOG_POP3,
-    LOG_IMAP,
-    LOG_CONTROL,
-    LOG_ERROR,
-    LOG_NCHANNELS
-};
+enum log_channel { LOG_SMTP = 0, LOG_POP3, LOG_IMAP, LOG_CONTROL, LOG_ERROR, LOG_NCHANNELS };
 
 #define LOG_MAX_ACTION 1024 /* longest action text kept; the rest is cut with "..." */
 
@@ -46,8 +39,7 @@ void log_error(enum log_channel ch, const char *ip, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Protocol traffic: dir is "<<<" or ">>>"; text[0..len) may hold several CRLF lines,
  * each logged as its own line. */
-void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text,
-               size_t len);
+void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text, size_t len);
 bool log_enabled(enum log_channel ch);
 
 /* Formats the date as used in log lines and Received: headers:

@@ -138,7 +138,8 @@ int mailbox_list(const char *dir, struct mailbox_msg **msgs_r, size_t *count_r)
 void mailbox_list_free(struct mailbox_msg **msgs, size_t count)
 {
     if (*msgs == NULL) return;
-    for (size_t i = 0; i < count; i++) free((*msgs)[i].name);
+    for (size_t i = 0; i < count; i++)
+        free((*msgs)[i].name);
     free(*msgs);
     *msgs = NULL;
 }
@@ -159,8 +160,7 @@ static uint64_t usage_at(int dfd, int depth)
         if (S_ISREG(st.st_mode) && is_message_name(de->d_name)) {
             total += (uint64_t)st.st_size;
         } else if (S_ISDIR(st.st_mode) && depth < MAILBOX_MAX_DEPTH) {
-            int sub = openat(dirfd(d), de->d_name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) total += usage_at(sub, depth + 1);
         }
     }

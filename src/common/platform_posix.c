@@ -177,8 +177,7 @@ int platform_drop_privileges(const char *user, const char **error_r)
     uid_t uid;
     gid_t gid;
     if (lookup_user(user, &uid, &gid) < 0) {
-        snprintf(platform_error, sizeof(platform_error), "[System] User: no such user '%s'",
-                 user);
+        snprintf(platform_error, sizeof(platform_error), "[System] User: no such user '%s'", user);
         goto fail;
     }
     if (initgroups(user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {

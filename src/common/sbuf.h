@@ -21,7 +21,10 @@ struct sbuf {
 };
 
 #define SBUF_NO_MAX ((size_t)1 << 40)
-#define SBUF_INIT(maxlen) {NULL, 0, 0, (maxlen)}
+#define SBUF_INIT(maxlen)                                                                          \
+    {                                                                                              \
+        NULL, 0, 0, (maxlen)                                                                       \
+    }
 
 void sbuf_init(struct sbuf *sb, size_t max);
 void sbuf_free(struct sbuf *sb);
@@ -33,7 +36,8 @@ int sbuf_append(struct sbuf *sb, const void *data, size_t len);
 int sbuf_appends(struct sbuf *sb, const char *s);
 int sbuf_putc(struct sbuf *sb, char c);
 int sbuf_printf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int sbuf_vprintf(struct sbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int sbuf_vprintf(struct sbuf *sb, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Removes the first n bytes. */
 void sbuf_consume(struct sbuf *sb, size_t n);
 /* Shortens the buffer to len bytes (no-op if already shorter). */

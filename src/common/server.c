@@ -55,10 +55,10 @@ struct server {
     SSL_CTX *tls;
     bool stopping;
     struct active *active;
-    unsigned nactive;  /* sessions with a thread (including over-limit ones) */
-    unsigned counted;  /* sessions within the caps */
+    unsigned nactive; /* sessions with a thread (including over-limit ones) */
+    unsigned counted; /* sessions within the caps */
     struct ipcount *ips;
-    size_t nips;       /* table size (power of two) */
+    size_t nips; /* table size (power of two) */
     struct server_stats stats;
 };
 
@@ -103,7 +103,8 @@ void server_free(struct server **sp)
 static size_t table_size_for(int max_sessions)
 {
     size_t n = 64;
-    while (n < (size_t)max_sessions * 2) n <<= 1;
+    while (n < (size_t)max_sessions * 2)
+        n <<= 1;
     return n;
 }
 
@@ -123,7 +124,8 @@ void server_set_limits(struct server *s, int max_sessions, int max_per_ip, int h
         for (size_t i = 0; i < oldn; i++) {
             if (old[i].count == 0) continue;
             size_t h = 5381;
-            for (const char *p = old[i].ip; *p; p++) h = h * 33 + (unsigned char)*p;
+            for (const char *p = old[i].ip; *p; p++)
+                h = h * 33 + (unsigned char)*p;
             for (size_t j = h & (want - 1);; j = (j + 1) & (want - 1)) {
                 if (s->ips[j].count == 0) {
                     s->ips[j] = old[i];
@@ -192,8 +194,7 @@ int server_listen(struct server *s, const struct listener_def *def, const char *
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(server_error, sizeof(server_error), "%s: socket: %s", def->name,
-                 strerror(errno));
+        snprintf(server_error, sizeof(server_error), "%s: socket: %s", def->name, strerror(errno));
         goto fail;
     }
     int one = 1, zero = 0;
@@ -221,7 +222,8 @@ static struct ipcount *ip_slot(struct server *s, const char *ip, bool create)
 {
     if (s->nips == 0) return NULL;
     size_t h = 5381;
-    for (const char *p = ip; *p; p++) h = h * 33 + (unsigned char)*p;
+    for (const char *p = ip; *p; p++)
+        h = h * 33 + (unsigned char)*p;
     struct ipcount *empty = NULL;
     for (size_t n = 0, j = h & (s->nips - 1); n < s->nips; n++, j = (j + 1) & (s->nips - 1)) {
         struct ipcount *e = &s->ips[j];
@@ -273,8 +275,10 @@ static void link_active(struct server *s, struct active *node)
 /* Called with the lock held. */
 static void unlink_active(struct server *s, struct active *node)
 {
-    if (node->prev) node->prev->next = node->next;
-    else s->active = node->next;
+    if (node->prev)
+        node->prev->next = node->next;
+    else
+        s->active = node->next;
     if (node->next) node->next->prev = node->prev;
 }
 
@@ -302,8 +306,7 @@ static void *session_thread(void *arg)
             conn_flush(conn, conn_now_ms() + 5000);
         }
     } else if (ok) {
-        struct session session = {
-            .conn = conn, .server = s, .listener = st->def, .data = s->data};
+        struct session session = {.conn = conn, .server = s, .listener = st->def, .data = s->data};
         st->def->handler(&session);
     }
 
@@ -462,8 +465,10 @@ void server_stop(struct server *s, int grace_ms)
     while (s->nactive > 0) {
         if (pthread_cond_timedwait(&s->idle, &s->lock, &until) == ETIMEDOUT) break;
     }
-    for (struct active *a = s->active; a; a = a->next) conn_shutdown(a->conn);
-    while (s->nactive > 0) pthread_cond_wait(&s->idle, &s->lock);
+    for (struct active *a = s->active; a; a = a->next)
+        conn_shutdown(a->conn);
+    while (s->nactive > 0)
+        pthread_cond_wait(&s->idle, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
 

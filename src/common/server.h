@@ -27,11 +27,11 @@ struct session;
 typedef void session_handler_fn(struct session *session);
 
 struct listener_def {
-    const char *name;       /* for logs: "SMTP", "Submission", "SMTPS", "POP3", "POP3S" */
-    const char *bind;       /* numeric address */
-    int port;               /* 0: this listener is off (server_listen() does nothing) */
-    bool implicit_tls;      /* handshake at once (465, 995, 993) */
-    int kind;               /* for the handler: which of the service's ports this is */
+    const char *name;  /* for logs: "SMTP", "Submission", "SMTPS", "POP3", "POP3S" */
+    const char *bind;  /* numeric address */
+    int port;          /* 0: this listener is off (server_listen() does nothing) */
+    bool implicit_tls; /* handshake at once (465, 995, 993) */
+    int kind;          /* for the handler: which of the service's ports this is */
     session_handler_fn *handler;
     const char *busy_reply; /* full reply with CRLF sent when over a cap */
     const char *key;        /* the INI setting of the port, for errors: "[SMTP] Port" */

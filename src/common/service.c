@@ -314,7 +314,7 @@ fail:
     goto report;
 fail_early:
     fprintf(stderr, "%s: %s\n", prog, err);
-report: {
+report : {
     char *msg = xasprintf("%s: %s", prog, err);
     platform_ready(msg);
     free(msg);

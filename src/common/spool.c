@@ -148,7 +148,8 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     sbuf_printf(&hdr, "FROM <%s>\n", env->sender ? env->sender : "");
     if (env->auth) sbuf_printf(&hdr, "AUTH %s\n", env->auth);
     if (env->client) sbuf_printf(&hdr, "CLIENT %s\n", env->client);
-    for (size_t i = 0; i < env->nrcpts; i++) sbuf_printf(&hdr, "RCPT <%s>\n", env->rcpts[i]);
+    for (size_t i = 0; i < env->nrcpts; i++)
+        sbuf_printf(&hdr, "RCPT <%s>\n", env->rcpts[i]);
     sbuf_printf(&hdr, "ATTEMPTS %u\n", env->attempts);
     sbuf_printf(&hdr, "NEXT-TRY %lld\n", env->next_try);
     if (sbuf_printf(&hdr, "SIZE %" PRIu64 "\n\n", env->size) < 0) {
@@ -188,8 +189,10 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     if (rename(tmp, final) < 0) goto fail;
     sbuf_free(&hdr);
     free(tmp);
-    if (path_r) *path_r = final;
-    else free(final);
+    if (path_r)
+        *path_r = final;
+    else
+        free(final);
     return 0;
 fail:
     saved = errno;
@@ -208,7 +211,8 @@ void spool_queue_envelope_clear(struct queue_envelope *env)
     free(env->sender);
     free(env->auth);
     free(env->client);
-    for (size_t i = 0; i < env->nrcpts; i++) free(env->rcpts[i]);
+    for (size_t i = 0; i < env->nrcpts; i++)
+        free(env->rcpts[i]);
     free(env->rcpts);
     memset(env, 0, sizeof(*env));
 }

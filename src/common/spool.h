@@ -24,9 +24,9 @@
 
 #include "sbuf.h"
 
-#define SPOOL_ID_MAX 160
-#define SPOOL_QUEUE_MAGIC "ALKAID-QUEUE 1\n"
-#define SPOOL_QUEUE_END "ALKAID-END\n"
+#define SPOOL_ID_MAX           160
+#define SPOOL_QUEUE_MAGIC      "ALKAID-QUEUE 1\n"
+#define SPOOL_QUEUE_END        "ALKAID-END\n"
 #define SPOOL_QUEUE_MAX_HEADER (1u << 20)
 
 /* Sets the host part of names (once, at start-up; dots and slashes are kept safe). */
@@ -57,14 +57,14 @@ void spool_clean_temp(const char *temp_dir);
 struct queue_envelope {
     char *id;
     long long created;
-    char *sender;    /* "" for the null reverse-path */
-    char *auth;      /* authenticated submitter, or NULL */
-    char *client;    /* client address, or NULL */
+    char *sender; /* "" for the null reverse-path */
+    char *auth;   /* authenticated submitter, or NULL */
+    char *client; /* client address, or NULL */
     char **rcpts;
     size_t nrcpts;
     unsigned attempts;
     long long next_try;
-    uint64_t size;   /* octets of message */
+    uint64_t size; /* octets of message */
 };
 
 /* Writes a queue file for env with the message taken from msg_fd[offset..offset+size)

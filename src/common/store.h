@@ -39,9 +39,9 @@ enum account_type {
 };
 
 struct store_domain {
-    char *name;     /* lower-case, as configured (may contain '*') */
-    char *dir;      /* directory name under mail/ (address_domain_dir(name)) */
-    char *catchall; /* address or "null"; NULL if none */
+    char *name;        /* lower-case, as configured (may contain '*') */
+    char *dir;         /* directory name under mail/ (address_domain_dir(name)) */
+    char *catchall;    /* address or "null"; NULL if none */
     unsigned accounts; /* number of accounts (filled by list and find) */
 };
 
@@ -98,15 +98,14 @@ enum store_result store_account_del(struct store *st, const char *local, const c
                                     const char **error_r);
 enum store_result store_account_set_password(struct store *st, const char *local,
                                              const char *domain, const char *password_hash);
-enum store_result store_account_set_admin(struct store *st, const char *local,
-                                          const char *domain, bool admin);
-enum store_result store_account_set_quota(struct store *st, const char *local,
-                                          const char *domain, uint64_t quota);
+enum store_result store_account_set_admin(struct store *st, const char *local, const char *domain,
+                                          bool admin);
+enum store_result store_account_set_quota(struct store *st, const char *local, const char *domain,
+                                          uint64_t quota);
 /* Replaces the targets (alias members or forwards) and keep_copy. For a user, ntargets 0
  * turns forwarding off; for an alias it is refused. */
-enum store_result store_account_set_targets(struct store *st, const char *local,
-                                            const char *domain, char *const *targets,
-                                            size_t ntargets, bool keep_copy,
+enum store_result store_account_set_targets(struct store *st, const char *local, const char *domain,
+                                            char *const *targets, size_t ntargets, bool keep_copy,
                                             const char **error_r);
 /* Accounts of one domain (exact name), or of all domains when domain is NULL, ordered by
  * domain then local part. */

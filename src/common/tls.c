@@ -162,8 +162,7 @@ SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path, const c
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        snprintf(tls_error, sizeof(tls_error), "cannot create a TLS context: %s",
-                 openssl_reason());
+        snprintf(tls_error, sizeof(tls_error), "cannot create a TLS context: %s", openssl_reason());
         goto fail;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -174,13 +173,12 @@ SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path, const c
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"alkaid", 6);
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
-        snprintf(tls_error, sizeof(tls_error), "[TLS] Ciphers: no usable cipher in '%s'",
-                 ciphers);
+        snprintf(tls_error, sizeof(tls_error), "[TLS] Ciphers: no usable cipher in '%s'", ciphers);
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-        snprintf(tls_error, sizeof(tls_error), "[TLS] Certificate: cannot load %s: %s",
-                 cert_path, openssl_reason());
+        snprintf(tls_error, sizeof(tls_error), "[TLS] Certificate: cannot load %s: %s", cert_path,
+                 openssl_reason());
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {

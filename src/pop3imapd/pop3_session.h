@@ -30,7 +30,7 @@
 #include "server.h"
 #include "store.h"
 
-#define POP3_STOP_POLL_MS 250 /* how often a sleeping session looks for a stop */
+#define POP3_STOP_POLL_MS      250  /* how often a sleeping session looks for a stop */
 #define POP3_MAX_BAD_COMMANDS  10   /* unknown, malformed or misplaced commands */
 #define POP3_MAX_AUTH_FAILURES 3    /* per session, then the connection is closed */
 #define POP3_SASL_LINE_MAX     8192 /* a base64 SASL response line, with CRLF */

@@ -61,7 +61,8 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         }
         for (size_t j = 0; j < r->nremote; j++) {
             bool dup = false;
-            for (size_t k = 0; k < nr && !dup; k++) dup = resolve_same_address(remote[k], r->remote[j]);
+            for (size_t k = 0; k < nr && !dup; k++)
+                dup = resolve_same_address(remote[k], r->remote[j]);
             if (dup) continue;
             if (nr == cap_r) {
                 cap_r = cap_r ? cap_r * 2 : 8;
@@ -80,8 +81,9 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         if (used + size <= mb->quota) continue;
         if (req->nrcpts == 1 && nt == 1 && nr == 0) {
             sbuf_printf(reply, "552 5.2.2 <%s>: Mailbox full (quota exceeded)", mb->address);
-            log_line(LOG_SMTP, req->ip, "Refused for %s: over quota (%" PRIu64 " + %" PRIu64
-                     " > %" PRIu64 " bytes)", mb->address, used, size, mb->quota);
+            log_line(LOG_SMTP, req->ip,
+                     "Refused for %s: over quota (%" PRIu64 " + %" PRIu64 " > %" PRIu64 " bytes)",
+                     mb->address, used, size, mb->quota);
             result = DELIVER_PERMFAIL;
             goto out;
         }
@@ -134,8 +136,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         log_line(LOG_SMTP, req->ip, "Delivered %s from <%s> to %s (%" PRIu64 " bytes)", temp->id,
                  req->sender, targets[i].mb->address, size);
     for (size_t i = 0; i < nr; i++)
-        log_line(LOG_SMTP, req->ip, "Queued %s from <%s> for %s", temp->id, req->sender,
-                 remote[i]);
+        log_line(LOG_SMTP, req->ip, "Queued %s from <%s> for %s", temp->id, req->sender, remote[i]);
     SMTPD_COUNT(rcpts_local, nt);
     SMTPD_COUNT(rcpts_remote, nr);
     sbuf_printf(reply, "250 2.0.0 Ok: queued as %s", temp->id);

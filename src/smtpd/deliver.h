@@ -33,9 +33,9 @@ struct deliver_request {
 };
 
 enum deliver_result {
-    DELIVER_OK = 0,     /* durable everywhere: reply 250 */
-    DELIVER_TEMPFAIL,   /* reply 451 (reply_r holds it) */
-    DELIVER_PERMFAIL,   /* reply 5xx (reply_r holds it), e.g. over quota */
+    DELIVER_OK = 0,   /* durable everywhere: reply 250 */
+    DELIVER_TEMPFAIL, /* reply 451 (reply_r holds it) */
+    DELIVER_PERMFAIL, /* reply 5xx (reply_r holds it), e.g. over quota */
 };
 
 /* Delivers; on OK the TEMP file is left for the caller to discard. reply_r gets the

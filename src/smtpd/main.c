@@ -138,8 +138,7 @@ static void smtpd_status(struct sbuf *json)
                 __atomic_load_n(&c->rcpts_local, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->rcpts_remote, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->auth_ok, __ATOMIC_RELAXED),
-                __atomic_load_n(&c->auth_failed, __ATOMIC_RELAXED),
-                queue_length(service_config()));
+                __atomic_load_n(&c->auth_failed, __ATOMIC_RELAXED), queue_length(service_config()));
 }
 
 static const struct service_ops smtpd_ops = {

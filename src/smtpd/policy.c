@@ -46,7 +46,8 @@ bool policy_ip_listed(const char *patterns, const char *ip)
     if (patterns == NULL || ip == NULL) return false;
     const char *p = patterns;
     while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
         size_t n = strcspn(p, " ,\t");
         if (n > 0 && n < 80) {
             char pat[80];

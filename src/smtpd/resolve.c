@@ -162,8 +162,8 @@ enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, co
             } else if (it.depth == 0) {
                 result = RESOLVE_UNKNOWN;
             } else {
-                log_error(LOG_SMTP, NULL, "Forwarding of %s@%s: target %s@%s does not exist",
-                          local, domain, it.local, it.domain);
+                log_error(LOG_SMTP, NULL, "Forwarding of %s@%s: target %s@%s does not exist", local,
+                          domain, it.local, it.domain);
             }
             store_domain_free(&dom);
             if (!ok) goto too_wide;
@@ -210,7 +210,8 @@ void resolved_clear(struct resolved *r)
         free(r->mailboxes[i].dir);
     }
     free(r->mailboxes);
-    for (size_t i = 0; i < r->nremote; i++) free(r->remote[i]);
+    for (size_t i = 0; i < r->nremote; i++)
+        free(r->remote[i]);
     free(r->remote);
     memset(r, 0, sizeof(*r));
 }

@@ -18,7 +18,7 @@
 
 #include "store.h"
 
-#define RESOLVE_MAX_DEPTH 10
+#define RESOLVE_MAX_DEPTH   10
 #define RESOLVE_MAX_TARGETS 5000 /* above the store's 1000 targets per account */
 
 struct resolved_mailbox {

@@ -39,12 +39,12 @@
 
 struct smtp_data {
     /* results */
-    bool done;          /* the terminator was seen (DATA) / smtp_data_finish() (BDAT) */
-    bool too_big;       /* more than max_size octets of message */
-    bool line_too_long; /* a line longer than max_line octets */
-    bool has_nul;       /* a NUL byte */
-    bool bare_newline;  /* a bare LF or CR was seen (and normalised) */
-    unsigned received;  /* "Received:" header fields counted */
+    bool done;               /* the terminator was seen (DATA) / smtp_data_finish() (BDAT) */
+    bool too_big;            /* more than max_size octets of message */
+    bool line_too_long;      /* a line longer than max_line octets */
+    bool has_nul;            /* a NUL byte */
+    bool bare_newline;       /* a bare LF or CR was seen (and normalised) */
+    unsigned received;       /* "Received:" header fields counted */
     unsigned long long size; /* octets of canonical message written (or that would
                                 have been, when too_big) */
     /* settings */
@@ -53,16 +53,15 @@ struct smtp_data {
     bool bdat;
     /* private state */
     int state;
-    size_t line_len;  /* octets of the current line on the wire */
+    size_t line_len; /* octets of the current line on the wire */
     bool in_header;
-    char hdr[10];     /* first octets of the current header line */
+    char hdr[10]; /* first octets of the current header line */
     size_t hdr_len;
 };
 
 /* Prepares d for one message. max_size 0 means no limit; max_line 0 means
  * SMTP_MAX_TEXT_LINE. */
-void smtp_data_init(struct smtp_data *d, unsigned long long max_size, size_t max_line,
-                    bool bdat);
+void smtp_data_init(struct smtp_data *d, unsigned long long max_size, size_t max_line, bool bdat);
 /* Consumes bytes from in[0..len) and appends message octets to out (unless too_big).
  * Returns how many bytes of in were consumed: all of them, except in DATA mode when the
  * terminator ends within in, in which case the bytes after it are not consumed (they are

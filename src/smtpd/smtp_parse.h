@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #define SMTP_MAX_COMMAND_LINE 512 /* octets including CRLF, RFC 5321 4.5.3.1.4 */
-#define SMTP_MAX_PARAMS 16
+#define SMTP_MAX_PARAMS       16
 
 enum smtp_verb {
     SMTP_CMD_UNKNOWN = 0,

@@ -117,7 +117,8 @@ static void cmd_ehlo(struct smtp_session *s, const char *arg)
     smtp_reply(s, "250-PIPELINING");
     smtp_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
     if (tls && !conn_is_tls(s->conn)) smtp_reply(s, "250-STARTTLS");
-    if (smtp_auth_allowed(s) && s->auth_user == NULL) smtp_reply(s, "250-AUTH %s", sasl_mech_list());
+    if (smtp_auth_allowed(s) && s->auth_user == NULL)
+        smtp_reply(s, "250-AUTH %s", sasl_mech_list());
     smtp_reply(s, "250-ENHANCEDSTATUSCODES");
     smtp_reply(s, "250-8BITMIME");
     smtp_reply(s, "250 CHUNKING");
@@ -232,8 +233,8 @@ static const struct {
 /* An HTTP request (a browser or proxy abusing the port): close without a reply. */
 static bool looks_like_http(const char *line)
 {
-    static const char *const verbs[] = {"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ",
-                                        "OPTIONS ", "DELETE "};
+    static const char *const verbs[] = {"GET ",     "POST ",    "HEAD ",  "PUT ",
+                                        "CONNECT ", "OPTIONS ", "DELETE "};
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (strncmp(line, verbs[i], strlen(verbs[i])) == 0) return true;
     return strncmp(line, "Host:", 5) == 0 || strncmp(line, "User-Agent:", 11) == 0;
@@ -313,8 +314,7 @@ void smtp_session_run(struct session *session)
                 ? CONN_STOPPED
                 : conn_read_line(s->conn, &line, SMTP_MAX_COMMAND_LINE, smtp_command_deadline(s));
         if (st == CONN_STOPPED) {
-            smtp_reply(s, "421 4.3.2 %s Service shutting down, try again later",
-                       s->cfg->hostname);
+            smtp_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
             break;
         }
         if (st == CONN_TIMEOUT) {

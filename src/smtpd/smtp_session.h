@@ -24,7 +24,7 @@
 #include "spool.h"
 
 #define SMTP_MAX_BAD_COMMANDS 20
-#define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: at least 12288 octets */
+#define SMTP_AUTH_LINE_MAX    12288 /* RFC 4954 4: at least 12288 octets */
 
 enum smtp_state {
     SMTP_STATE_INIT,  /* greeting sent, no HELO/EHLO yet */
@@ -58,8 +58,8 @@ struct smtp_session {
     uint64_t declared_size;
     struct smtp_rcpt *rcpts;
     size_t nrcpts;
-    bool bdat_active;    /* a BDAT sequence has begun */
-    bool bdat_failed;    /* and something in it went wrong */
+    bool bdat_active; /* a BDAT sequence has begun */
+    bool bdat_failed; /* and something in it went wrong */
     struct spool_file temp;
     bool temp_open;
     uint64_t body_offset;

@@ -149,7 +149,8 @@ static enum resolve_result resolve_postmaster(struct store *st, const struct alk
     }
     store_domain_list_free(&domains, n);
     if (r == RESOLVE_UNKNOWN)
-        log_error(LOG_SMTP, NULL, "No postmaster: create postmaster@<your domain> (an alias will do)");
+        log_error(LOG_SMTP, NULL,
+                  "No postmaster: create postmaster@<your domain> (an alias will do)");
     return r;
 }
 
@@ -179,10 +180,9 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
         goto out;
     }
     struct resolved res;
-    enum resolve_result rr =
-        path.domain[0] ? resolve_recipient(smtpd.store, s->cfg->mail_dir, path.localpart,
-                                           path.domain, &res)
-                       : resolve_postmaster(smtpd.store, s->cfg, &res);
+    enum resolve_result rr = path.domain[0] ? resolve_recipient(smtpd.store, s->cfg->mail_dir,
+                                                                path.localpart, path.domain, &res)
+                                            : resolve_postmaster(smtpd.store, s->cfg, &res);
     switch (rr) {
     case RESOLVE_TEMPFAIL:
         smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure, try again later", path.address);
@@ -248,7 +248,7 @@ static int begin_message(struct smtp_session *s)
     safe_text(helo, sizeof(helo), s->helo ? s->helo : "unknown");
     log_format_date(date, sizeof(date), (long long)time(NULL));
     bool tls = conn_is_tls(s->conn);
-    const char *proto = !s->esmtp ? "SMTP"
+    const char *proto = !s->esmtp      ? "SMTP"
                         : s->auth_user ? (tls ? "ESMTPSA" : "ESMTPA")
                                        : (tls ? "ESMTPS" : "ESMTP");
     struct sbuf h = SBUF_INIT(4096);
@@ -273,8 +273,7 @@ static size_t feed(struct smtp_session *s, const char *p, size_t len, bool *line
         s->data.too_big = true;
         used = len;
     }
-    if (line_done_r)
-        *line_done_r = s->data.done || memchr(p, '\n', used) != NULL;
+    if (line_done_r) *line_done_r = s->data.done || memchr(p, '\n', used) != NULL;
     if (s->dataout.len) {
         spool_file_write(&s->temp, s->dataout.data, s->dataout.len);
         sbuf_reset(&s->dataout);
@@ -293,12 +292,15 @@ static void finish_message(struct smtp_session *s)
     } else if (d->line_too_long) {
         refusal = "554 5.6.0 Error: message has a line longer than 998 characters (RFC 5322)";
     } else if (d->too_big) {
-        snprintf(buf, sizeof(buf), "552 5.3.4 Error: message size exceeds fixed limit of %" PRIu64
-                 " bytes", s->cfg->max_message_size);
+        snprintf(buf, sizeof(buf),
+                 "552 5.3.4 Error: message size exceeds fixed limit of %" PRIu64 " bytes",
+                 s->cfg->max_message_size);
         refusal = buf;
     } else if (d->received >= (unsigned)s->cfg->max_hops) {
-        snprintf(buf, sizeof(buf), "554 5.4.6 Error: too many hops (%u Received: lines; a mail "
-                 "loop?)", d->received);
+        snprintf(buf, sizeof(buf),
+                 "554 5.4.6 Error: too many hops (%u Received: lines; a mail "
+                 "loop?)",
+                 d->received);
         refusal = buf;
     } else if (s->bdat_failed) {
         refusal = "554 5.5.0 Error: message refused";
@@ -344,8 +346,9 @@ static void finish_message(struct smtp_session *s)
     if (dr == DELIVER_OK) {
         s->messages++;
         SMTPD_COUNT(messages_in, 1);
-        log_line(LOG_SMTP, s->ip, "Accepted %s from <%s> for %zu recipient%s, %" PRIu64 " bytes%s%s",
-                 s->temp.id, s->sender, s->nrcpts, s->nrcpts == 1 ? "" : "s", s->temp.size,
+        log_line(LOG_SMTP, s->ip,
+                 "Accepted %s from <%s> for %zu recipient%s, %" PRIu64 " bytes%s%s", s->temp.id,
+                 s->sender, s->nrcpts, s->nrcpts == 1 ? "" : "s", s->temp.size,
                  s->auth_user ? ", authenticated as " : "", s->auth_user ? s->auth_user : "");
     } else {
         SMTPD_COUNT(messages_rejected, 1);

@@ -21,4 +21,3 @@ bool smtpd_disk_space_low(const struct alkaid_config *cfg)
     __atomic_store_n(&smtpd.space_checked_ms, now, __ATOMIC_RELAXED);
     return low;
 }
-
