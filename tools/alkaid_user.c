@@ -486,13 +486,19 @@ static int require_domain(struct ctx *c, const char *domain, struct store_domain
     return 0;
 }
 
-/* The account at exactly local@domain (domain checked first). 0 found, or the exit
- * code after printing why (a missing account is reported unless allow_missing, in which
- * case 0 is returned with *a_r NULL). */
-static int get_account(struct ctx *c, const char *local, const char *domain, bool allow_missing,
-                       struct store_account **a_r)
+/* The ADDRESS argument arg split and checked, and the account at exactly that address
+ * (domain checked first). 0 found, or the exit code after printing why (a missing account
+ * is reported unless allow_missing, in which case 0 is returned with *a_r NULL). The
+ * outputs are set whatever the outcome (NULL for what was not reached): release them with
+ * put_account(). */
+static int get_account(struct ctx *c, const char *arg, bool allow_missing, char **local_r,
+                       char **domain_r, struct store_account **a_r)
 {
+    *local_r = NULL;
+    *domain_r = NULL;
     *a_r = NULL;
+    if (parse_address(arg, local_r, domain_r) < 0) return EXIT_REFUSED;
+    const char *local = *local_r, *domain = *domain_r;
     int code = require_domain(c, domain, NULL);
     if (code != 0) return code;
     enum store_result r = store_account_find(c->st, local, domain, a_r, NULL);
@@ -501,6 +507,14 @@ static int get_account(struct ctx *c, const char *local, const char *domain, boo
     if (r != STORE_OK)
         return fail(EXIT_REFUSED, "no such account: %s@%s", shown(local), shown(domain));
     return 0;
+}
+
+/* Frees an address's parts and its account, as get_account() hands them out. */
+static void put_account(char *local, char *domain, struct store_account **a)
+{
+    store_account_free(a);
+    free(local);
+    free(domain);
 }
 
 static int store_fail(enum store_result r, const char *what, const char *error)
@@ -615,9 +629,8 @@ static int cmd_domain_list(struct ctx *c, char **args, size_t nargs)
 static int cmd_add(struct ctx *c, char **args, size_t nargs)
 {
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, true, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], true, &local, &domain, &a);
     if (code == 0 && a != NULL)
         code = fail(EXIT_REFUSED, "%s@%s already exists (%s)", local, domain,
                     a->type == ACCOUNT_ALIAS ? "an alias" : "a user");
@@ -660,17 +673,15 @@ static int cmd_add(struct ctx *c, char **args, size_t nargs)
         free(domain_path);
         free(ddir);
     }
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
 static int cmd_del(struct ctx *c, char **args, size_t nargs)
 {
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, false, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], false, &local, &domain, &a);
     if (code == 0) {
         const char *error = NULL;
         enum store_result r = store_account_del(c->st, local, domain, &error);
@@ -697,18 +708,15 @@ static int cmd_del(struct ctx *c, char **args, size_t nargs)
         }
         free(mbox);
     }
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
 static int cmd_passwd(struct ctx *c, char **args, size_t nargs)
 {
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, false, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], false, &local, &domain, &a);
     if (code == 0 && a->type == ACCOUNT_ALIAS)
         code = fail(EXIT_REFUSED, "%s@%s is an alias; an alias has no password", local, domain);
     char *hash = NULL;
@@ -721,9 +729,7 @@ static int cmd_passwd(struct ctx *c, char **args, size_t nargs)
             printf("password changed for %s@%s\n", local, domain);
         free(hash);
     }
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
@@ -732,9 +738,8 @@ static int cmd_set(struct ctx *c, char **args, size_t nargs)
     if (!(c->o->seen & (OPT_ADMIN | OPT_NO_ADMIN | OPT_QUOTA)))
         return usage_error("set: nothing to set (--admin, --no-admin or --quota N)");
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, false, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], false, &local, &domain, &a);
     if (code == 0 && a->type == ACCOUNT_ALIAS)
         code = fail(EXIT_REFUSED, "%s@%s is an alias; an alias has no admin flag or quota", local,
                     domain);
@@ -752,9 +757,7 @@ static int cmd_set(struct ctx *c, char **args, size_t nargs)
                    quota_str(a->quota, q, sizeof(q)));
         }
     }
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
@@ -809,10 +812,8 @@ static int cmd_show(struct ctx *c, char **args, size_t nargs)
             free(mbox);
         }
     }
-    store_account_free(&a);
     store_domain_free(&d);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
@@ -859,9 +860,8 @@ static void free_targets(char **v, size_t n)
 static int cmd_alias_add(struct ctx *c, char **args, size_t nargs)
 {
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, true, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], true, &local, &domain, &a);
     if (code == 0 && a != NULL && a->type == ACCOUNT_USER)
         code = fail(EXIT_REFUSED,
                     "%s@%s is a user; use '" PROG " forward' for a user's"
@@ -896,18 +896,15 @@ static int cmd_alias_add(struct ctx *c, char **args, size_t nargs)
         }
     }
     free_targets(v, nv);
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
 static int cmd_alias_del(struct ctx *c, char **args, size_t nargs)
 {
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, false, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], false, &local, &domain, &a);
     if (code == 0 && a->type != ACCOUNT_ALIAS)
         code =
             fail(EXIT_REFUSED, "%s@%s is a user, not an alias; use '" PROG " del'", local, domain);
@@ -958,9 +955,7 @@ static int cmd_alias_del(struct ctx *c, char **args, size_t nargs)
         free(keep);
         free_targets(drop, ndrop);
     }
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 
@@ -971,9 +966,8 @@ static int cmd_forward(struct ctx *c, char **args, size_t nargs)
     if (off && (c->o->seen & OPT_KEEP)) return usage_error("forward: --keep and --off conflict");
     if (!off && nargs < 2) return usage_error("forward: give targets, or --off");
     char *local, *domain;
-    if (parse_address(args[0], &local, &domain) < 0) return EXIT_REFUSED;
-    struct store_account *a = NULL;
-    int code = get_account(c, local, domain, false, &a);
+    struct store_account *a;
+    int code = get_account(c, args[0], false, &local, &domain, &a);
     if (code == 0 && a->type == ACCOUNT_ALIAS)
         code = fail(EXIT_REFUSED,
                     "%s@%s is an alias; change its members with '" PROG " alias add|del'", local,
@@ -997,9 +991,7 @@ static int cmd_forward(struct ctx *c, char **args, size_t nargs)
         }
     }
     free_targets(v, nv);
-    store_account_free(&a);
-    free(local);
-    free(domain);
+    put_account(local, domain, &a);
     return code;
 }
 

@@ -297,13 +297,58 @@ static char *col_dup(sqlite3_stmt *s, int i)
     return t != NULL ? xstrdup((const char *)t) : NULL;
 }
 
+/* Runs s (a statement without rows, its parameters bound) as stmt_run() does; s NULL
+ * means stmt() could not prepare it, and rc says why. STORE_OK, or what db_fail() makes
+ * of the error. */
+static enum store_result run_result(struct conn *c, sqlite3_stmt *s, int rc, const char **error_r)
+{
+    if (s != NULL) rc = stmt_run(s);
+    return rc == SQLITE_OK ? STORE_OK : db_fail(c, rc, error_r);
+}
+
 /* Runs a statement without parameters or rows (BEGIN, COMMIT, ...). */
 static enum store_result exec_id(struct conn *c, enum stmt_id id, const char **error_r)
 {
     int rc;
     sqlite3_stmt *s = stmt(c, id, &rc);
-    if (s != NULL) rc = stmt_run(s);
-    return rc == SQLITE_OK ? STORE_OK : db_fail(c, rc, error_r);
+    return run_result(c, s, rc, error_r);
+}
+
+/* Statement id about one row, with the row's id bound to ?1 (NULL as stmt()). */
+static sqlite3_stmt *stmt_row(struct conn *c, enum stmt_id id, sqlite3_int64 row, int *rc_r)
+{
+    sqlite3_stmt *s = stmt(c, id, rc_r);
+    if (s != NULL) sqlite3_bind_int64(s, 1, row);
+    return s;
+}
+
+/* Runs id, "DELETE ... WHERE <column> = ?1", for the row id row. */
+static enum store_result row_delete(struct conn *c, enum stmt_id id, sqlite3_int64 row,
+                                    const char **error_r)
+{
+    int rc;
+    sqlite3_stmt *s = stmt_row(c, id, row, &rc);
+    return run_result(c, s, rc, error_r);
+}
+
+/* "UPDATE ... SET column = ?2 WHERE id = ?1" with a text (NULL: SQL NULL). */
+static enum store_result row_set_text(struct conn *c, enum stmt_id id, sqlite3_int64 row,
+                                      const char *value, const char **error_r)
+{
+    int rc;
+    sqlite3_stmt *s = stmt_row(c, id, row, &rc);
+    if (s != NULL) bind_text(s, 2, value);
+    return run_result(c, s, rc, error_r);
+}
+
+/* "UPDATE ... SET column = ?2 WHERE id = ?1" with an integer. */
+static enum store_result row_set_int(struct conn *c, enum stmt_id id, sqlite3_int64 row,
+                                     sqlite3_int64 value, const char **error_r)
+{
+    int rc;
+    sqlite3_stmt *s = stmt_row(c, id, row, &rc);
+    if (s != NULL) sqlite3_bind_int64(s, 2, value);
+    return run_result(c, s, rc, error_r);
 }
 
 static enum store_result tx_begin(struct conn *c, bool write, const char **error_r)
@@ -543,11 +588,8 @@ static enum store_result sq_domain_add(void *be, const char *name, const char **
         } else if (r == STORE_NOTFOUND) {
             int rc;
             sqlite3_stmt *s = stmt(c, S_DOMAIN_INSERT, &rc);
-            if (s != NULL) {
-                bind_text(s, 1, name);
-                rc = stmt_run(s);
-            }
-            r = rc == SQLITE_OK ? STORE_OK : db_fail(c, rc, error_r);
+            if (s != NULL) bind_text(s, 1, name);
+            r = run_result(c, s, rc, error_r);
         }
     }
     r = tx_end(c, r, true, error_r);
@@ -567,16 +609,8 @@ static enum store_result sq_domain_del(void *be, const char *name, bool force, c
         set_error(error_r, "domain still has accounts");
         r = STORE_NOTEMPTY;
     }
-    if (r == STORE_OK) {
-        /* Accounts and their targets go with it (ON DELETE CASCADE). */
-        int rc;
-        sqlite3_stmt *s = stmt(c, S_DOMAIN_DELETE, &rc);
-        if (s != NULL) {
-            sqlite3_bind_int64(s, 1, id);
-            rc = stmt_run(s);
-        }
-        if (rc != SQLITE_OK) r = db_fail(c, rc, error_r);
-    }
+    /* Accounts and their targets go with it (ON DELETE CASCADE). */
+    if (r == STORE_OK) r = row_delete(c, S_DOMAIN_DELETE, id, error_r);
     r = tx_end(c, r, true, error_r);
     conn_put(be, c);
     return r;
@@ -624,16 +658,7 @@ static enum store_result sq_domain_set_catchall(void *be, const char *name, cons
     sqlite3_int64 id = 0;
     enum store_result r = tx_begin(c, true, error_r);
     if (r == STORE_OK) r = domain_exact(c, name, &id, NULL, NULL, error_r);
-    if (r == STORE_OK) {
-        int rc;
-        sqlite3_stmt *s = stmt(c, S_DOMAIN_CATCHALL, &rc);
-        if (s != NULL) {
-            sqlite3_bind_int64(s, 1, id);
-            bind_text(s, 2, catchall);
-            rc = stmt_run(s);
-        }
-        if (rc != SQLITE_OK) r = db_fail(c, rc, error_r);
-    }
+    if (r == STORE_OK) r = row_set_text(c, S_DOMAIN_CATCHALL, id, catchall, error_r);
     r = tx_end(c, r, true, error_r);
     conn_put(be, c);
     return r;
@@ -642,26 +667,18 @@ static enum store_result sq_domain_set_catchall(void *be, const char *name, cons
 static enum store_result set_targets(struct conn *c, sqlite3_int64 id, char *const *targets,
                                      size_t n, bool keep_copy, const char **error_r)
 {
-    int rc;
-    sqlite3_stmt *s = stmt(c, S_TARGETS_DELETE, &rc);
-    if (s != NULL) {
-        sqlite3_bind_int64(s, 1, id);
-        rc = stmt_run(s);
+    enum store_result r = row_delete(c, S_TARGETS_DELETE, id, error_r);
+    for (size_t i = 0; r == STORE_OK && i < n; i++) {
+        int rc;
+        sqlite3_stmt *s = stmt_row(c, S_TARGETS_INSERT, id, &rc);
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
+            bind_text(s, 3, targets[i]);
+        }
+        r = run_result(c, s, rc, error_r);
     }
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
-        s = stmt(c, S_TARGETS_INSERT, &rc);
-        if (s == NULL) break;
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
-        bind_text(s, 3, targets[i]);
-        rc = stmt_run(s);
-    }
-    if (rc == SQLITE_OK && (s = stmt(c, S_ACCOUNT_SET_KEEP, &rc)) != NULL) {
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int(s, 2, keep_copy ? 1 : 0);
-        rc = stmt_run(s);
-    }
-    return rc == SQLITE_OK ? STORE_OK : db_fail(c, rc, error_r);
+    if (r == STORE_OK) r = row_set_int(c, S_ACCOUNT_SET_KEEP, id, keep_copy ? 1 : 0, error_r);
+    return r;
 }
 
 static enum store_result sq_account_add(void *be, const struct store_account *a,
@@ -692,11 +709,9 @@ static enum store_result sq_account_add(void *be, const struct store_account *a,
             sqlite3_bind_int(s, 5, a->admin ? 1 : 0);
             sqlite3_bind_int64(s, 6, (sqlite3_int64)a->quota);
             sqlite3_bind_int(s, 7, a->keep_copy ? 1 : 0);
-            rc = stmt_run(s);
         }
-        if (rc != SQLITE_OK)
-            r = db_fail(c, rc, error_r);
-        else
+        r = run_result(c, s, rc, error_r);
+        if (r == STORE_OK)
             r = set_targets(c, sqlite3_last_insert_rowid(c->db), a->targets, a->ntargets,
                             a->keep_copy, error_r);
     }
@@ -714,15 +729,7 @@ static enum store_result sq_account_del(void *be, const char *local, const char 
     enum store_result r = tx_begin(c, true, error_r);
     if (r == STORE_OK) r = domain_exact(c, domain, &did, NULL, NULL, error_r);
     if (r == STORE_OK) r = account_get(c, did, local, &id, NULL, error_r);
-    if (r == STORE_OK) {
-        int rc;
-        sqlite3_stmt *s = stmt(c, S_ACCOUNT_DELETE, &rc);
-        if (s != NULL) {
-            sqlite3_bind_int64(s, 1, id);
-            rc = stmt_run(s);
-        }
-        if (rc != SQLITE_OK) r = db_fail(c, rc, error_r);
-    }
+    if (r == STORE_OK) r = row_delete(c, S_ACCOUNT_DELETE, id, error_r);
     r = tx_end(c, r, true, error_r);
     conn_put(be, c);
     return r;
@@ -731,33 +738,16 @@ static enum store_result sq_account_del(void *be, const char *local, const char 
 static enum store_result apply_update(struct conn *c, sqlite3_int64 id,
                                       const struct store_update *u, const char **error_r)
 {
-    static const struct {
-        unsigned field;
-        enum stmt_id stmt;
-    } simple[] = {
-        {STORE_UPDATE_PASSWORD, S_ACCOUNT_SET_PASSWORD},
-        {STORE_UPDATE_ADMIN, S_ACCOUNT_SET_ADMIN},
-        {STORE_UPDATE_QUOTA, S_ACCOUNT_SET_QUOTA},
-    };
-    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
-        if (!(u->fields & simple[i].field)) continue;
-        int rc;
-        sqlite3_stmt *s = stmt(c, simple[i].stmt, &rc);
-        if (s != NULL) {
-            sqlite3_bind_int64(s, 1, id);
-            if (simple[i].field == STORE_UPDATE_PASSWORD)
-                bind_text(s, 2, u->password_hash);
-            else if (simple[i].field == STORE_UPDATE_ADMIN)
-                sqlite3_bind_int(s, 2, u->admin ? 1 : 0);
-            else
-                sqlite3_bind_int64(s, 2, (sqlite3_int64)u->quota);
-            rc = stmt_run(s);
-        }
-        if (rc != SQLITE_OK) return db_fail(c, rc, error_r);
-    }
-    if (u->fields & STORE_UPDATE_TARGETS)
-        return set_targets(c, id, u->targets, u->ntargets, u->keep_copy, error_r);
-    return STORE_OK;
+    enum store_result r = STORE_OK;
+    if (u->fields & STORE_UPDATE_PASSWORD)
+        r = row_set_text(c, S_ACCOUNT_SET_PASSWORD, id, u->password_hash, error_r);
+    if (r == STORE_OK && (u->fields & STORE_UPDATE_ADMIN))
+        r = row_set_int(c, S_ACCOUNT_SET_ADMIN, id, u->admin ? 1 : 0, error_r);
+    if (r == STORE_OK && (u->fields & STORE_UPDATE_QUOTA))
+        r = row_set_int(c, S_ACCOUNT_SET_QUOTA, id, (sqlite3_int64)u->quota, error_r);
+    if (r == STORE_OK && (u->fields & STORE_UPDATE_TARGETS))
+        r = set_targets(c, id, u->targets, u->ntargets, u->keep_copy, error_r);
+    return r;
 }
 
 static enum store_result sq_account_update(void *be, const char *local, const char *domain,

@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +34,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "sbuf.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 extern const unsigned char alkaid_default_ini[];
@@ -42,52 +42,16 @@ extern const unsigned long alkaid_default_ini_len;
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    char real[PATH_MAX];
-    if (realpath(dir, real) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    free(dir);
-    return xstrdup(real);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D) return rmdir(path) < 0 ? 0 : 0;
-    unlink(path);
-    return 0;
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
-    char *dir = make_tmpdir("config");
+    /* the root as config_load() will see it: no symbolic link in the path */
+    char *tmp = make_tmpdir("config");
+    if (tmp == NULL) return -1;
+    char real[PATH_MAX];
+    char *dir = realpath(tmp, real) != NULL ? xstrdup(real) : NULL;
+    free(tmp);
     if (dir == NULL) return -1;
     *state = dir;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    char *dir = *state;
-    rm_rf(dir);
-    free(dir);
     return 0;
 }
 
@@ -111,11 +75,7 @@ static void write_ini(const char *root, const char *text)
     char *confdir = xasprintf("%s/config", root);
     assert_int_equal(fs_mkdirs(confdir, 0755), 0);
     char *ini = xasprintf("%s/alkaid.ini", confdir);
-    /* a plain write: no need for the fsyncs of fs_write_file_atomic() here */
-    int fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(fs_write_all(fd, text, strlen(text)), 0);
-    close(fd);
+    write_file_mode(ini, text, strlen(text), 0644);
     free(ini);
     free(confdir);
 }
@@ -930,29 +890,29 @@ static void test_config_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_missing_root_created, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_empty_ini_replaced, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_root_prepare_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_root_made_absolute, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_good_ints_and_ports, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_good_bools, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_good_sizes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_good_paths, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_good_strings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_numbers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_bools, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_sizes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_strings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_line_breaks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lock_below_delay, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_several_errors_all_reported, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_key_and_section, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unreadable_ini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_root_created, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_empty_ini_replaced, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_root_prepare_fails, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_root_made_absolute, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_good_ints_and_ports, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_good_bools, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_good_sizes, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_good_paths, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_good_strings, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_numbers, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_bools, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_sizes, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_strings, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_line_breaks, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_lock_below_delay, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_several_errors_all_reported, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_unknown_key_and_section, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_unreadable_ini, setup, teardown_tmpdir),
         cmocka_unit_test(test_check_value),
         cmocka_unit_test(test_key_table),
-        cmocka_unit_test_setup_teardown(test_default_ini_matches_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_ini_matches_table, setup, teardown_tmpdir),
         cmocka_unit_test(test_config_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

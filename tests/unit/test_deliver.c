@@ -12,10 +12,8 @@
  *
  * SECURITY: the rollback cases are what keeps a 4xx from leaving a duplicate behind.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +37,7 @@
 #include "smtpd.h"
 #include "spool.h"
 #include "store.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 #define TEST_HASH "$scram-sha-256$4096$c2FsdA==$c3RvcmVk$c2VydmVy"
@@ -53,17 +52,6 @@ struct fixture {
     char *names[MAXR];
     size_t nrcpts;
 };
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static void add_user(struct store *st, const char *local, uint64_t quota, char **targets, size_t n)
 {
@@ -91,12 +79,8 @@ static void add_alias(struct store *st, const char *local, char **targets, size_
 
 static int setup(void **state)
 {
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return -1;
     struct fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xasprintf("%s/deliver-XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) return -1;
+    if ((f->dir = make_tmpdir("deliver")) == NULL) return -1;
     f->mail = xasprintf("%s/mail", f->dir);
     f->temp = xasprintf("%s/temp", f->dir);
     f->forward = xasprintf("%s/mail/FORWARD", f->dir);
@@ -147,7 +131,7 @@ static int teardown(void **state)
     if (f->msg.path) spool_file_discard(&f->msg);
     store_close(&f->st);
     log_shutdown();
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(f->dir);
     free(f->forward);
     free(f->temp);
     free(f->mail);
@@ -228,24 +212,6 @@ static void expect_deliver(struct fixture *f, struct sbuf *reply, enum deliver_r
 static char *msg_path(struct fixture *f, const char *local)
 {
     return xasprintf("%s/example.com/%s/%s.eml", f->mail, local, f->msg.id);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
 }
 
 static void expect_linked(struct fixture *f, const char *local)
@@ -560,7 +526,7 @@ static void test_local_across_filesystems(void **state)
     bool ok = got == DELIVER_OK && text != NULL && len == f->msg.size;
     free(text);
     free(copy);
-    nftw(other, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(other);
     free(other);
     f->cfg.mail_dir = f->mail;
     assert_true(ok);

@@ -7,10 +7,8 @@
  * fallback, from offset 0 whatever the file position, large files), fs_read_file with
  * its maximum, fs_dirname, fs_fsync_dir and fs_free_space.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,31 +24,8 @@
 #include <cmocka.h>
 
 #include "fsutil.h"
+#include "testutil.h"
 #include "xalloc.h"
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static int setup(void **state)
 {
@@ -59,34 +34,6 @@ static int setup(void **state)
     umask(022);
     *state = dir;
     return 0;
-}
-
-static int teardown(void **state)
-{
-    char *dir = *state;
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-    return 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_plain(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(fs_write_all(fd, data, len), 0);
-    close(fd);
 }
 
 static bool is_dir(const char *path)
@@ -465,18 +412,18 @@ static void test_fsync_dir_and_free_space(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_all_pipe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_copy_fd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_copy_fd_fallback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_copy_fd_to_pipe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file_max_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file_max_small, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file_max_buffer_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_write_all_pipe, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_copy_fd, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_copy_fd_fallback, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_copy_fd_to_pipe, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_file, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_file_max_large, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_file_max_small, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_file_max_buffer_size, setup, teardown_tmpdir),
         cmocka_unit_test(test_dirname),
-        cmocka_unit_test_setup_teardown(test_fsync_dir_and_free_space, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_dir_and_free_space, setup, teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <regex.h>
@@ -33,38 +32,10 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int setup(void **state)
 {

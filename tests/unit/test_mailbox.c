@@ -13,10 +13,8 @@
  * SECURITY: the symbolic-link cases check that nothing here follows a link planted in a
  * mailbox.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,41 +32,8 @@
 
 #include "fsutil.h"
 #include "mailbox.h"
+#include "testutil.h"
 #include "xalloc.h"
-
-static char *make_tmpdir_in(const char *base, const char *tag)
-{
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    return make_tmpdir_in(base, tag);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int setup(void **state)
 {
@@ -78,46 +43,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    char *dir = *state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
-static void write_plain(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(fs_write_all(fd, data, len), 0);
-    close(fd);
-}
-
 static void write_size(const char *path, size_t len)
 {
     char *data = xmalloc(len + 1);
     memset(data, 'm', len);
     write_plain(path, data, len);
     free(data);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
 }
 
 static const char message[] = "From: a@example.com\r\nTo: b@example.com\r\nSubject: test\r\n\r\n"
@@ -560,14 +491,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path),
-        cmocka_unit_test_setup_teardown(test_create, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deliver_link, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deliver_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deliver_copy_across_fs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_depth_bounded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_deliver_link, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_deliver_errors, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_deliver_copy_across_fs, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_usage, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_usage_depth_bounded, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_clean, setup, teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

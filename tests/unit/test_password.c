@@ -17,42 +17,13 @@
 
 #include <cmocka.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
-
 #include "base64.h"
 #include "password.h"
 #include "sbuf.h"
+#include "testutil.h"
 
 /* RFC 7677 section 3: user "user", password "pencil", this salt, 4096 iterations */
 #define RFC_SALT "W22ZaJ0SNY7soEsUEjb6gQ=="
-
-/* Builds the stored form of password with salt_b64 and iterations, independently of
- * password.c, straight from RFC 5802's definitions. */
-static char *reference_form(const char *password, const char *salt_b64, unsigned iterations)
-{
-    struct sbuf salt = SBUF_INIT(SBUF_NO_MAX), out = SBUF_INIT(SBUF_NO_MAX);
-    unsigned char salted[32], client_key[32], stored[32], server[32];
-    unsigned n;
-
-    assert_int_equal(base64_decode(salt_b64, strlen(salt_b64), &salt), 0);
-    assert_int_equal(PKCS5_PBKDF2_HMAC(password, (int)strlen(password),
-                                       (const unsigned char *)salt.data, (int)salt.len,
-                                       (int)iterations, EVP_sha256(), 32, salted),
-                     1);
-    assert_non_null(
-        HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, client_key, &n));
-    SHA256(client_key, 32, stored);
-    assert_non_null(
-        HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, server, &n));
-    assert_int_equal(sbuf_printf(&out, "$scram-sha-256$%u$%s$", iterations, salt_b64), 0);
-    assert_int_equal(base64_encode(stored, 32, &out), 0);
-    assert_int_equal(sbuf_putc(&out, '$'), 0);
-    assert_int_equal(base64_encode(server, 32, &out), 0);
-    sbuf_free(&salt);
-    return sbuf_steal(&out);
-}
 
 static void test_round_trip(void **state)
 {

@@ -17,9 +17,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +40,7 @@
 #include "pop3_session.h"
 #include "sbuf.h"
 #include "store.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 /* ---- the parser ---- */
@@ -418,30 +416,10 @@ struct fixture {
     struct pop3_context ctx;
 };
 
-static int mkdirs(const char *path)
-{
-    char *p = xstrdup(path);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0') continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            free(p);
-            return -1;
-        }
-        if ((*s = c) == '\0') break;
-    }
-    free(p);
-    return 0;
-}
-
 static void write_file(const char *dir, const char *name, const char *data)
 {
     char *path = xasprintf("%s/%s", dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
-    close(fd);
+    write_plain(path, data, strlen(data));
     free(path);
 }
 
@@ -456,12 +434,8 @@ static bool file_exists(const char *dir, const char *name)
 
 static int session_setup(void **state)
 {
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (mkdirs(base) < 0) return -1;
     struct fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xasprintf("%s/pop3-XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) return -1;
+    if ((f->dir = make_tmpdir("pop3")) == NULL) return -1;
     f->mail_dir = xasprintf("%s/mail", f->dir);
     f->db = xasprintf("%s/accounts.db", f->dir);
     const char *error = NULL;
@@ -480,7 +454,7 @@ static int session_setup(void **state)
         if (r != STORE_OK) return -1;
     }
     f->alice_dir = mailbox_path(f->mail_dir, "example.test", "alice");
-    if (mkdirs(f->alice_dir) < 0) return -1;
+    if (fs_mkdirs(f->alice_dir, 0700) < 0) return -1;
     write_file(f->alice_dir, NAME1, MSG1);
     write_file(f->alice_dir, NAME2, MSG2);
 
@@ -497,29 +471,11 @@ static int session_setup(void **state)
     return 0;
 }
 
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-            char *sub = xasprintf("%s/%s", path, de->d_name);
-            remove_tree(sub);
-            free(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int session_teardown(void **state)
 {
     struct fixture *f = *state;
     store_close(&f->st);
-    remove_tree(f->dir);
+    rm_rf(f->dir);
     free(f->dir);
     free(f->mail_dir);
     free(f->db);

@@ -15,7 +15,6 @@
  * exhausting a session.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,6 +32,7 @@
 #include "fsutil.h"
 #include "resolve.h"
 #include "store.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 #define TEST_HASH "$scram-sha-256$4096$c2FsdA==$c3RvcmVk$c2VydmVy"
@@ -42,17 +42,6 @@ struct fixture {
     char *mail;
     struct store *st;
 };
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static void add_domain(struct store *st, const char *name, const char *catchall)
 {
@@ -169,12 +158,8 @@ static void populate(struct store *st)
 
 static int setup(void **state)
 {
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return -1;
     struct fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xasprintf("%s/resolve-XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) return -1;
+    if ((f->dir = make_tmpdir("resolve")) == NULL) return -1;
     f->mail = xasprintf("%s/mail", f->dir);
     char *db = xasprintf("%s/accounts.db", f->dir);
     const char *error = NULL;
@@ -193,7 +178,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     store_close(&f->st);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(f->dir);
     free(f->mail);
     free(f->dir);
     free(f);

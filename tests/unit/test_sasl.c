@@ -27,6 +27,7 @@
 #include "password.h"
 #include "sasl.h"
 #include "sbuf.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 /* ---- a small account store ---- */
@@ -57,29 +58,6 @@ static int lookup(void *ctx, const char *user, char **hash_r)
         }
     }
     return 0;
-}
-
-/* The stored form of password with salt_b64, computed from RFC 5802's definitions. */
-static char *reference_form(const char *password, const char *salt_b64, unsigned iterations)
-{
-    struct sbuf salt = SBUF_INIT(SBUF_NO_MAX), out = SBUF_INIT(SBUF_NO_MAX);
-    unsigned char salted[32], client_key[32], stored[32], server[32];
-    unsigned n;
-
-    assert_int_equal(base64_decode(salt_b64, strlen(salt_b64), &salt), 0);
-    assert_int_equal(PKCS5_PBKDF2_HMAC(password, (int)strlen(password),
-                                       (const unsigned char *)salt.data, (int)salt.len,
-                                       (int)iterations, EVP_sha256(), 32, salted),
-                     1);
-    HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, client_key, &n);
-    SHA256(client_key, 32, stored);
-    HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, server, &n);
-    assert_int_equal(sbuf_printf(&out, "$scram-sha-256$%u$%s$", iterations, salt_b64), 0);
-    assert_int_equal(base64_encode(stored, 32, &out), 0);
-    assert_int_equal(sbuf_putc(&out, '$'), 0);
-    assert_int_equal(base64_encode(server, 32, &out), 0);
-    sbuf_free(&salt);
-    return sbuf_steal(&out);
 }
 
 static int group_setup(void **state)

@@ -12,10 +12,8 @@
  * SECURITY: the truncation and injection cases are what keeps a crash or a client from
  * making the queue send something that was never acknowledged.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -35,33 +33,10 @@
 
 #include "fsutil.h"
 #include "spool.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static int setup(void **state)
 {
@@ -70,40 +45,6 @@ static int setup(void **state)
     spool_set_hostname("mx1.example.com");
     *state = dir;
     return 0;
-}
-
-static int teardown(void **state)
-{
-    char *dir = *state;
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-    return 0;
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_plain(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(fs_write_all(fd, data, len), 0);
-    close(fd);
 }
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -919,22 +860,22 @@ static void test_queue_recover(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_id_format, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ids_unique_across_threads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ids_unique_across_processes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ids_sort_by_time, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_spool_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_spool_file_unique_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_spool_file_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean_temp, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_optional_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_large_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_short_source, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_refuses_injection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_truncated_everywhere, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_damaged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_id_format, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_ids_unique_across_threads, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_ids_unique_across_processes, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_ids_sort_by_time, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_spool_file, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_spool_file_unique_names, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_spool_file_errors, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_clean_temp, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_roundtrip, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_optional_fields, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_large_message, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_short_source, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_refuses_injection, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_truncated_everywhere, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_damaged, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_queue_recover, setup, teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

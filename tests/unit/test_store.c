@@ -9,7 +9,6 @@
  *
  * SECURITY: the invalid-name cases are the path and injection tricks the store refuses.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <sqlite3.h>
@@ -27,6 +26,7 @@
 
 #include "store.h"
 #include "store_backend.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 #define TEST_HASH "$scram-sha-256$4096$c2FsdA==$c3RvcmVk$c2VydmVy"
@@ -39,24 +39,8 @@ struct fixture {
 
 static int setup(void **state)
 {
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    /* mkdir -p base */
-    char *p = xstrdup(base);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0') continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            free(p);
-            return -1;
-        }
-        if ((*s = c) == '\0') break;
-    }
-    free(p);
     struct fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xasprintf("%s/store-XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) return -1;
+    if ((f->dir = make_tmpdir("store")) == NULL) return -1;
     f->path = xasprintf("%s/accounts.db", f->dir);
     const char *error = NULL;
     f->st = store_open_sqlite(f->path, &error);
@@ -72,13 +56,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     store_close(&f->st);
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        char *p = xasprintf("%s%s", f->path, suffixes[i]);
-        unlink(p);
-        free(p);
-    }
-    rmdir(f->dir);
+    rm_rf(f->dir);
     free(f->path);
     free(f->dir);
     free(f);
