@@ -456,6 +456,34 @@ __attribute__((format(printf, 1, 2))) static int ini_error_cb(const char *fmt, .
     return 0;
 }
 
+/* The spelling of a section (key NULL) or key as written in the file: iniparser hands
+ * them over lower-cased. xmalloc'ed; the given name if it cannot be found. */
+static char *spelled(const char *path, const char *section, const char *key)
+{
+    char *text = fs_read_file(path, 1 << 24, NULL);
+    char *found = NULL;
+    bool in_section = false;
+    for (char *line = text, *next; line && *line && found == NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        line += strspn(line, " \t");
+        if (*line == '[') {
+            char *close = strchr(line, ']');
+            if (close == NULL) continue;
+            *close = '\0';
+            in_section = strcasecmp(line + 1, section) == 0;
+            if (in_section && key == NULL) found = xstrdup(line + 1);
+        } else if (in_section && key) {
+            size_t n = strcspn(line, "=:");
+            while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+                n--;
+            if (n == strlen(key) && strncasecmp(line, key, n) == 0) found = xstrndup(line, n);
+        }
+    }
+    free(text);
+    return found ? found : xstrdup(key ? key : section);
+}
+
 static const struct cfg_key *find_key(const char *section, const char *key)
 {
     for (size_t i = 0; i < NKEYS; i++)
@@ -548,8 +576,10 @@ struct alkaid_config *config_load(const char *root, struct sbuf *messages)
         const char *sec = iniparser_getsecname(d, s);
         if (sec == NULL) continue;
         if (!known_section(sec)) {
+            char *name = spelled(cfg->ini_path, sec, NULL);
             sbuf_printf(messages, "%s: [%s]: warning: unknown section, ignored\n", cfg->ini_path,
-                        sec);
+                        name);
+            free(name);
             continue;
         }
         int nk = iniparser_getsecnkeys(d, sec);
@@ -563,8 +593,12 @@ struct alkaid_config *config_load(const char *root, struct sbuf *messages)
             const char *keyname = colon ? colon + 1 : full;
             const struct cfg_key *ck = find_key(sec, keyname);
             if (ck == NULL) {
+                char *sname = spelled(cfg->ini_path, sec, NULL);
+                char *kname = spelled(cfg->ini_path, sec, keyname);
                 sbuf_printf(messages, "%s: [%s] %s: warning: unknown key, ignored\n", cfg->ini_path,
-                            sec, keyname);
+                            sname, kname);
+                free(sname);
+                free(kname);
                 continue;
             }
             const char *value = iniparser_getstring(d, full, "");
@@ -608,6 +642,27 @@ void config_free(struct alkaid_config **cfgp)
     free(cfg->ini_path);
     free(cfg);
     *cfgp = NULL;
+}
+
+char *config_run_dir(const char *root)
+{
+    char *ini = config_path(root, "config/alkaid.ini");
+    char *run = NULL;
+    pthread_mutex_lock(&ini_lock);
+    struct sbuf ignored = SBUF_INIT(16384);
+    ini_errors = &ignored;
+    iniparser_set_error_callback(ini_error_cb);
+    dictionary *d = iniparser_load(ini);
+    ini_errors = NULL;
+    pthread_mutex_unlock(&ini_lock);
+    sbuf_free(&ignored);
+    if (d) {
+        const char *v = iniparser_getstring(d, "directories:run", NULL);
+        if (v && *v && strpbrk(v, "\r\n") == NULL) run = config_path(root, v);
+        iniparser_freedict(d);
+    }
+    free(ini);
+    return run ? run : config_path(root, "run");
 }
 
 size_t config_key_count(void)

@@ -108,6 +108,11 @@ int config_check_value(const char *section, const char *key, const char *value,
 size_t config_key_count(void);
 int config_key_at(size_t i, const char **section_r, const char **key_r, const char **default_r);
 
+/* The run directory ([Directories] Run) read from root's INI as leniently as possible,
+ * so that a service can still be reached over ctl while the file has errors elsewhere;
+ * root/run when it cannot be read. xmalloc'ed. */
+char *config_run_dir(const char *root);
+
 /* Makes path absolute against root (unchanged if already absolute). xmalloc'ed. */
 char *config_path(const char *root, const char *path);
 

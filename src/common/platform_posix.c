@@ -45,6 +45,10 @@ int platform_daemonize(const char **error_r)
             if (len == sizeof(buf) - 1) break;
         }
         buf[len] = '\0';
+        /* drain to the end: a failing child keeps the pipe open until it exits */
+        char sink[256];
+        while (read(pfd[0], sink, sizeof(sink)) > 0) {
+        }
         if (len > 0 && strcmp(buf, "OK") == 0) _exit(0);
         fprintf(stderr, "%s\n", len ? buf : "the service exited during start-up (see log/error/)");
         _exit(1);
@@ -76,8 +80,13 @@ void platform_ready(const char *error)
     if (ready_fd < 0) return;
     const char *msg = error ? error : "OK";
     (void)fs_write_all(ready_fd, msg, strlen(msg));
-    close(ready_fd);
-    ready_fd = -1;
+    /* on success the waiting parent may go at once; on failure it waits for the end of
+     * the pipe, i.e. until this process has exited and let go of its pid file and ports */
+    if (error == NULL)
+        close(ready_fd);
+    else
+        fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    if (error == NULL) ready_fd = -1;
 }
 
 int platform_pidfile(const char *path, const char **error_r)

@@ -72,6 +72,18 @@ static void free_configs(void)
     current = NULL;
 }
 
+/* Logs configuration messages (one per line of msgs). */
+static void log_messages(enum log_channel ch, const char *what, const struct sbuf *msgs)
+{
+    const char *p = sbuf_cstr(msgs);
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        if (n) log_line(ch, NULL, "%s: %.*s", what, (int)n, p);
+        p += n;
+        if (*p) p++;
+    }
+}
+
 static void apply_common(const struct alkaid_config *cfg)
 {
     log_set_enabled(LOG_SMTP, cfg->log_smtp);
@@ -125,7 +137,7 @@ static int do_reload(struct sbuf *reply)
         sbuf_printf(reply, "ERR reload refused: %s", sbuf_cstr(&msgs));
         goto out;
     }
-    if (msgs.len) log_line(svc->channel, NULL, "Reload: %s", sbuf_cstr(&msgs));
+    log_messages(svc->channel, "Reload", &msgs);
     const char *err = NULL;
     if (make_dirs(cfg, &err) < 0 || log_init(cfg->log_dir) < 0 ||
         (svc->needs_tls &&
@@ -178,17 +190,17 @@ static void usage(FILE *f, const char *prog)
 
 static int run_ctl(const char *root, const char *command)
 {
-    struct sbuf msgs = SBUF_INIT(SBUF_NO_MAX);
-    struct alkaid_config *cfg = config_load(root, &msgs);
-    if (cfg == NULL) {
-        fprintf(stderr, "%s", sbuf_cstr(&msgs));
-        sbuf_free(&msgs);
+    /* no full configuration load: the service must be reachable (to STOP it, or to
+     * hear why a RELOAD is refused) even while alkaid.ini has an error */
+    const char *err;
+    if (config_root_prepare(root, &err) < 0) { /* a new root is set up by any program */
+        fprintf(stderr, "alkaid-%s: %s\n", svc->name, err);
         return 1;
     }
-    sbuf_free(&msgs);
-    char *path = xasprintf("%s/%s.sock", cfg->run_dir, svc->name);
+    char *run = config_run_dir(root);
+    char *path = xasprintf("%s/%s.sock", run, svc->name);
+    free(run);
     struct sbuf reply = SBUF_INIT(SBUF_NO_MAX);
-    const char *err;
     int rc = 0;
     if (ctl_request(path, command, &reply, &err) < 0) {
         fprintf(stderr, "alkaid-%s: %s\n", svc->name, err);
@@ -199,7 +211,7 @@ static int run_ctl(const char *root, const char *command)
     }
     sbuf_free(&reply);
     free(path);
-    config_free(&cfg);
+
     return rc;
 }
 
@@ -257,7 +269,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         sbuf_free(&msgs);
         return 1;
     }
-    if (msgs.len) log_line(ops->channel, NULL, "Configuration: %s", sbuf_cstr(&msgs));
+    log_messages(ops->channel, "Configuration", &msgs);
     sbuf_free(&msgs);
     log_set_stderr(foreground);
     push_config(cfg);

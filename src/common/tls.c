@@ -182,8 +182,13 @@ SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path, const c
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
-        snprintf(tls_error, sizeof(tls_error), "[TLS] Key: cannot load %s: %s", key_path,
-                 openssl_reason());
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            snprintf(tls_error, sizeof(tls_error),
+                     "[TLS] Key: %s does not match the certificate %s", key_path, cert_path);
+        else
+            snprintf(tls_error, sizeof(tls_error), "[TLS] Key: cannot load %s: %s", key_path,
+                     openssl_reason());
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
