@@ -1,12 +1,13 @@
 /* authfail.c - slowing down and then refusing password guessing, per client address
  *
- * One process-wide table of AUTHFAIL_TABLE_SIZE entries behind a mutex. An entry counts
- * an address's failures in a fixed window of lock_seconds that starts at its first
- * failure; once the count passes delay_after, authfail_failure() asks for 500 ms,
- * doubling per failure up to AUTHFAIL_MAX_DELAY_MS; once it reaches lock_after the
- * address is locked for lock_seconds, after which it starts again from nothing. A
- * success forgets the address. Time is CLOCK_MONOTONIC, so changing the wall clock
- * neither unlocks nor locks anyone.
+ * A table of AUTHFAIL_TABLE_SIZE entries, in this process's memory or in a file mapped
+ * by every service of the root (authfail_attach()). Threads take a mutex, processes an
+ * flock on the file. An entry counts an address's attempts in a fixed window of
+ * lock_seconds that starts at its first attempt; once the count passes delay_after,
+ * authfail_failure() asks for 500 ms, doubling per attempt up to AUTHFAIL_MAX_DELAY_MS;
+ * once it reaches lock_after the address is locked for lock_seconds, after which it
+ * starts again from nothing. Time is CLOCK_MONOTONIC, which is the same for every
+ * process of the machine; the file records the boot time and is wiped after a reboot.
  *
  * Addresses are keyed in canonical form: IPv4 as dotted quad, IPv4-mapped IPv6 as its
  * IPv4, other IPv6 by its /64 prefix (one subscriber usually owns a whole /64, so
@@ -15,14 +16,21 @@
  *
  * SECURITY: the table never grows. When it is full the least recently touched entry
  * that is not locked is reused (the least recently touched of all if every entry is
- * locked), so flooding from many addresses can at worst forget old failures, never
- * exhaust memory. Lookups scan the table linearly, a bounded cost per call.
+ * locked). Lookups scan the table linearly, a bounded cost per call. The shared file
+ * is mode 0600 under run/, and its contents are validated (sizes, NUL-terminated keys)
+ * before use.
  */
 #include "authfail.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,8 +51,24 @@ struct entry {
     uint64_t locked_until; /* ms, 0 if not locked */
 };
 
+#define SHARED_MAGIC 0x414b4146u /* "AKAF" */
+
+static void authfail_detach_locked(void);
+
+struct shared_header {
+    uint32_t magic;
+    uint32_t entries;
+    uint32_t entry_size;
+    uint32_t pad;
+    int64_t boot_time; /* seconds: CLOCK_REALTIME - CLOCK_MONOTONIC when written */
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct entry table[AUTHFAIL_TABLE_SIZE];
+static struct entry local_table[AUTHFAIL_TABLE_SIZE];
+static struct entry *table = local_table;
+static int shared_fd = -1;
+static void *shared_map;
+static size_t shared_len;
 static unsigned cfg_delay_after = DEFAULT_DELAY_AFTER;
 static unsigned cfg_lock_after = DEFAULT_LOCK_AFTER;
 static unsigned cfg_lock_seconds = DEFAULT_LOCK_SECONDS;
@@ -56,6 +80,69 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void table_lock(void)
+{
+    pthread_mutex_lock(&lock);
+    if (shared_fd >= 0)
+        while (flock(shared_fd, LOCK_EX) < 0 && errno == EINTR) {
+        }
+}
+
+static void table_unlock(void)
+{
+    if (shared_fd >= 0) flock(shared_fd, LOCK_UN);
+    pthread_mutex_unlock(&lock);
+}
+
+static int64_t boot_time(void)
+{
+    struct timespec rt, mono;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    return (int64_t)rt.tv_sec - (int64_t)mono.tv_sec;
+}
+
+int authfail_attach(const char *path)
+{
+    shared_len = sizeof(struct shared_header) + sizeof(struct entry) * AUTHFAIL_TABLE_SIZE;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) goto fail;
+    if ((size_t)st.st_size != shared_len && ftruncate(fd, (off_t)shared_len) < 0) goto fail;
+    void *map = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) goto fail;
+    struct shared_header *h = map;
+    int64_t boot = boot_time();
+    if (h->magic != SHARED_MAGIC || h->entries != AUTHFAIL_TABLE_SIZE ||
+        h->entry_size != sizeof(struct entry) || h->boot_time < boot - 10 ||
+        h->boot_time > boot + 10) {
+        /* new, from another version, or from before a reboot: start empty */
+        memset(map, 0, shared_len);
+        h->magic = SHARED_MAGIC;
+        h->entries = AUTHFAIL_TABLE_SIZE;
+        h->entry_size = sizeof(struct entry);
+        h->boot_time = boot;
+    }
+    struct entry *entries = (struct entry *)(h + 1);
+    for (size_t i = 0; i < AUTHFAIL_TABLE_SIZE; i++)
+        entries[i].key[KEY_MAX - 1] = '\0';
+    flock(fd, LOCK_UN);
+    pthread_mutex_lock(&lock);
+    authfail_detach_locked();
+    shared_fd = fd;
+    shared_map = map;
+    table = entries;
+    pthread_mutex_unlock(&lock);
+    return 0;
+fail : {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
 }
 
 static bool lockout_enabled(void)
@@ -144,28 +231,49 @@ void authfail_configure(unsigned delay_after, unsigned lock_after, unsigned lock
     pthread_mutex_unlock(&lock);
 }
 
+static void authfail_detach_locked(void)
+{
+    if (shared_map) munmap(shared_map, shared_len);
+    if (shared_fd >= 0) close(shared_fd);
+    shared_map = NULL;
+    shared_fd = -1;
+    table = local_table;
+}
+
+void authfail_detach(void)
+{
+    pthread_mutex_lock(&lock);
+    authfail_detach_locked();
+    pthread_mutex_unlock(&lock);
+}
+
 unsigned authfail_locked(const char *ip)
 {
     char key[KEY_MAX];
     unsigned left = 0;
 
     make_key(ip, key);
-    pthread_mutex_lock(&lock);
+    table_lock();
     uint64_t now = now_ms();
     struct entry *e = find(key, now);
     if (e && e->locked_until > now) left = (unsigned)((e->locked_until - now + 999) / 1000);
-    pthread_mutex_unlock(&lock);
+    table_unlock();
     return left;
 }
 
-unsigned authfail_failure(const char *ip)
+unsigned authfail_begin(const char *ip)
 {
     char key[KEY_MAX];
+    unsigned left = 0;
 
     make_key(ip, key);
-    pthread_mutex_lock(&lock);
+    table_lock();
     uint64_t now = now_ms();
     struct entry *e = find(key, now);
+    if (e && e->locked_until > now) {
+        left = (unsigned)((e->locked_until - now + 999) / 1000);
+        goto out;
+    }
     if (e == NULL) {
         e = take_slot(now);
         memset(e, 0, sizeof(*e));
@@ -175,10 +283,24 @@ unsigned authfail_failure(const char *ip)
     }
     if (e->failures < UINT32_MAX) e->failures++;
     e->last = now;
+    /* this attempt may go on; the ones after it may not */
     if (lockout_enabled() && !e->locked_until && e->failures >= cfg_lock_after)
         e->locked_until = now + (uint64_t)cfg_lock_seconds * 1000;
-    unsigned delay = delay_for(e->failures);
-    pthread_mutex_unlock(&lock);
+out:
+    table_unlock();
+    return left;
+}
+
+unsigned authfail_failure(const char *ip)
+{
+    char key[KEY_MAX];
+    unsigned delay = 0;
+
+    make_key(ip, key);
+    table_lock();
+    struct entry *e = find(key, now_ms());
+    if (e) delay = delay_for(e->failures);
+    table_unlock();
     return delay;
 }
 
@@ -187,17 +309,22 @@ void authfail_success(const char *ip)
     char key[KEY_MAX];
 
     make_key(ip, key);
-    pthread_mutex_lock(&lock);
+    table_lock();
     struct entry *e = find(key, now_ms());
-    if (e) e->used = false;
-    pthread_mutex_unlock(&lock);
+    if (e && e->failures > 0) {
+        e->failures--;
+        /* a lock-out this very attempt triggered is taken back with it */
+        if (e->locked_until && lockout_enabled() && e->failures < cfg_lock_after)
+            e->locked_until = 0;
+    }
+    table_unlock();
 }
 
 void authfail_reset(void)
 {
-    pthread_mutex_lock(&lock);
-    memset(table, 0, sizeof(table));
-    pthread_mutex_unlock(&lock);
+    table_lock();
+    memset(table, 0, sizeof(struct entry) * AUTHFAIL_TABLE_SIZE);
+    table_unlock();
 }
 
 void authfail_test_set_clock(unsigned long long now_ms_value)
@@ -210,9 +337,9 @@ void authfail_test_set_clock(unsigned long long now_ms_value)
 unsigned authfail_test_entries(void)
 {
     unsigned n = 0;
-    pthread_mutex_lock(&lock);
+    table_lock();
     for (size_t i = 0; i < AUTHFAIL_TABLE_SIZE; i++)
         n += table[i].used;
-    pthread_mutex_unlock(&lock);
+    table_unlock();
     return n;
 }

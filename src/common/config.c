@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <iniparser.h>
@@ -395,13 +396,52 @@ static int check_hostport_list(const char *value, struct sbuf *why)
 
 /* ---- the root and the file ------------------------------------------------------- */
 
+/* Removes "." and ".." components and repeated slashes, without looking at the disk
+ * (the directories need not exist yet). ".." above the top of an absolute path stays
+ * at "/"; in a relative path it is kept. In place. */
+static void normalize(char *path)
+{
+    bool absolute = path[0] == '/';
+    size_t len = strlen(path);
+    char **parts = xcalloc(len / 2 + 2, sizeof(char *));
+    size_t n = 0;
+    for (char *save = NULL, *c = strtok_r(path, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0) continue;
+        if (strcmp(c, "..") == 0) {
+            if (n > 0 && strcmp(parts[n - 1], "..") != 0) {
+                n--;
+                continue;
+            }
+            if (absolute) continue;
+        }
+        parts[n++] = c;
+    }
+    /* the parts point into path; write them back in order (never longer than before) */
+    struct sbuf out = SBUF_INIT(0);
+    if (absolute) sbuf_putc(&out, '/');
+    for (size_t i = 0; i < n; i++) {
+        if (i) sbuf_putc(&out, '/');
+        sbuf_appends(&out, parts[i]);
+    }
+    if (out.len == 0) sbuf_putc(&out, '.');
+    memcpy(path, out.data, out.len + 1);
+    sbuf_free(&out);
+    free(parts);
+}
+
 char *config_path(const char *root, const char *path)
 {
-    if (path[0] == '/') return xstrdup(path);
-    size_t rl = strlen(root);
-    while (rl > 1 && root[rl - 1] == '/')
-        rl--;
-    return xasprintf("%.*s/%s", (int)rl, root, path);
+    char *p;
+    if (path[0] == '/') {
+        p = xstrdup(path);
+    } else {
+        size_t rl = strlen(root);
+        while (rl > 1 && root[rl - 1] == '/')
+            rl--;
+        p = xasprintf("%.*s/%s", (int)rl, root, path);
+    }
+    normalize(p);
+    return p;
 }
 
 static __thread char prepare_error[512];
@@ -416,6 +456,11 @@ int config_root_prepare(const char *root, const char **error_r)
     if (fs_mkdirs(root, 0755) < 0 || fs_mkdirs(confdir, 0750) < 0) {
         snprintf(prepare_error, sizeof(prepare_error), "cannot create %s: %s", confdir,
                  strerror(errno));
+        goto out;
+    }
+    if (stat(ini, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(prepare_error, sizeof(prepare_error), "%s: cannot be read: not a regular file",
+                 ini);
         goto out;
     }
     if (stat(ini, &st) == 0 && st.st_size > 0) {
@@ -484,6 +529,46 @@ static char *spelled(const char *path, const char *section, const char *key)
     return found ? found : xstrdup(key ? key : section);
 }
 
+/* Warns about a key set twice in one section: iniparser keeps the last value silently,
+ * which can hide a bad earlier one. */
+static void warn_duplicates(const char *path, struct sbuf *messages)
+{
+    char *text = fs_read_file(path, 1 << 24, NULL);
+    if (text == NULL) return;
+    char section[128] = "";
+    struct sbuf seen = SBUF_INIT(0); /* "section\tkey\n" per key, lower-cased */
+    sbuf_putc(&seen, '\n');
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        line += strspn(line, " \t");
+        if (*line == '[') {
+            char *close = strchr(line, ']');
+            if (close)
+                snprintf(section, sizeof(section), "%.*s", (int)(close - line - 1), line + 1);
+            continue;
+        }
+        if (*line == ';' || *line == '#' || *line == '\0') continue;
+        size_t n = strcspn(line, "=:");
+        if (line[n] == '\0') continue;
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+            n--;
+        char entry[320];
+        snprintf(entry, sizeof(entry), "\n%s\t%.*s\n", section, (int)n, line);
+        for (char *c = entry; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        if (strstr(sbuf_cstr(&seen), entry))
+            sbuf_printf(messages,
+                        "%s: [%s] %.*s: warning: set more than once; the last value "
+                        "is used\n",
+                        path, section, (int)n, line);
+        else
+            sbuf_appends(&seen, entry + 1); /* the leading "\n" is already there */
+    }
+    sbuf_free(&seen);
+    free(text);
+}
+
 static const struct cfg_key *find_key(const char *section, const char *key)
 {
     for (size_t i = 0; i < NKEYS; i++)
@@ -523,6 +608,46 @@ static void default_hostname(struct alkaid_config *cfg)
     name[sizeof(name) - 1] = '\0';
     free(cfg->hostname);
     cfg->hostname = xstrdup(name);
+}
+
+/* True if path is dir or inside it. */
+static bool path_within(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* [Directories] must be four separate trees, none of them the root or config/: smtpd
+ * empties Temp of its work files, and mail must never land among the configuration. */
+static int check_directories(const struct alkaid_config *cfg, struct sbuf *messages)
+{
+    const char *names[] = {"Mail", "Temp", "Log", "Run"};
+    const char *dirs[] = {cfg->mail_dir, cfg->temp_dir, cfg->log_dir, cfg->run_dir};
+    char *confdir = config_path(cfg->root, "config");
+    int ret = 0;
+    for (size_t i = 0; i < 4 && ret == 0; i++) {
+        if (strcmp(dirs[i], cfg->root) == 0 || path_within(dirs[i], confdir) ||
+            path_within(confdir, dirs[i])) {
+            sbuf_printf(messages,
+                        "%s: [Directories] %s: %s must not be the root or hold, or be "
+                        "inside, its config directory\n",
+                        cfg->ini_path, names[i], dirs[i]);
+            ret = -1;
+        }
+        for (size_t j = 0; j < 4 && ret == 0; j++) {
+            if (i != j && path_within(dirs[i], dirs[j])) {
+                sbuf_printf(messages, "%s: [Directories] %s: %s is %s [Directories] %s (%s)\n",
+                            cfg->ini_path, names[i], dirs[i],
+                            strcmp(dirs[i], dirs[j]) == 0 ? "the same as" : "inside", names[j],
+                            dirs[j]);
+                ret = -1;
+            }
+        }
+    }
+    free(confdir);
+    return ret;
 }
 
 struct alkaid_config *config_load(const char *root, struct sbuf *messages)
@@ -571,6 +696,7 @@ struct alkaid_config *config_load(const char *root, struct sbuf *messages)
     }
     sbuf_free(&parse_errors);
 
+    warn_duplicates(cfg->ini_path, messages);
     int nsec = iniparser_getnsec(d);
     for (int s = 0; s < nsec; s++) {
         const char *sec = iniparser_getsecname(d, s);
@@ -614,6 +740,7 @@ struct alkaid_config *config_load(const char *root, struct sbuf *messages)
     iniparser_freedict(d);
     sbuf_free(&why);
 
+    if (!failed && check_directories(cfg, messages) < 0) failed = true;
     if (!failed && cfg->auth_lock_after < cfg->auth_delay_after) {
         sbuf_printf(messages,
                     "%s: [Security] AuthFailLockAfter: must not be below AuthFailDelayAfter\n",

@@ -149,6 +149,11 @@ void conn_consume(struct conn *c, size_t n)
     if (c->rpos >= c->rlen) c->rpos = c->rlen = 0;
 }
 
+void conn_discard_input(struct conn *c)
+{
+    c->rpos = c->rlen = 0;
+}
+
 size_t conn_pending(const struct conn *c)
 {
     size_t n = c->rlen - c->rpos;

@@ -69,6 +69,8 @@ static inline const char *conn_peek(const struct conn *conn, size_t *len_r)
     return conn->rbuf + conn->rpos;
 }
 void conn_consume(struct conn *conn, size_t n);
+/* Throws away the unread bytes already buffered (not those still in the kernel). */
+void conn_discard_input(struct conn *conn);
 /* Unread bytes already received (including decrypted TLS records not yet read). */
 size_t conn_pending(const struct conn *conn);
 /* Waits until the client sends something (true) or the deadline passes / the

@@ -201,6 +201,15 @@ void log_error(enum log_channel ch, const char *ip, const char *fmt, ...)
     emit(ch, true, ip, buf, len);
 }
 
+void log_proto_unrecognized(enum log_channel ch, const char *ip, const char *line, size_t len)
+{
+    if (!channels[ch].enabled) return;
+    char buf[64];
+    int n = snprintf(buf, sizeof(buf), "<<< [unrecognized, %zu octets] %.*s%s", len,
+                     (int)(len < 4 ? len : 4), line, len > 4 ? "..." : "");
+    if (n > 0) emit(ch, false, ip, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
 void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text, size_t len)
 {
     if (!channels[ch].enabled) return;

@@ -41,6 +41,10 @@ void log_error(enum log_channel ch, const char *ip, const char *fmt, ...)
  * each logged as its own line. */
 void log_proto(enum log_channel ch, const char *ip, const char *dir, const char *text, size_t len);
 bool log_enabled(enum log_channel ch);
+/* A client line that is not a known command: only its length and first four octets are
+ * logged ("<<< [unrecognized, 23 octets] dXNl..."), because such lines are often
+ * credentials a client sent out of turn (pipelined AUTH responses, a mistyped PASS). */
+void log_proto_unrecognized(enum log_channel ch, const char *ip, const char *line, size_t len);
 
 /* Formats the date as used in log lines and Received: headers:
  * "Sat, 21 Nov 2026 10:02:11 +0000". buf needs 40 bytes. */

@@ -39,7 +39,7 @@
 #define SALT_MIN_LEN      8   /* shortest salt accepted in a stored form */
 #define ITERATIONS_DIGITS 8   /* PASSWORD_MAX_ITERATIONS has 8 digits */
 #define STORED_MAX        256 /* longest stored form accepted */
-#define FAKE_KEY_LEN      32  /* per-process key for password_fake_secret() */
+#define FAKE_KEY_LEN      32  /* key for password_fake_secret() (password_set_fake_key) */
 
 static void fatal(const char *what)
 {
@@ -197,11 +197,24 @@ int password_verify(const char *password, size_t password_len, const char *hash)
 }
 
 static pthread_once_t fake_once = PTHREAD_ONCE_INIT;
+static pthread_rwlock_t fake_lock = PTHREAD_RWLOCK_INITIALIZER;
 static unsigned char fake_key[FAKE_KEY_LEN];
 
 static void fake_key_init(void)
 {
     if (RAND_bytes(fake_key, sizeof(fake_key)) != 1) fatal("RAND_bytes");
+}
+
+void password_set_fake_key(const void *key, size_t len)
+{
+    unsigned char k[FAKE_KEY_LEN];
+    /* whatever its length, the key becomes FAKE_KEY_LEN bytes: SHA-256 of it */
+    if (SHA256(key, len, k) == NULL) fatal("SHA-256");
+    pthread_once(&fake_once, fake_key_init);
+    pthread_rwlock_wrlock(&fake_lock);
+    memcpy(fake_key, k, sizeof(fake_key));
+    pthread_rwlock_unlock(&fake_lock);
+    OPENSSL_cleanse(k, sizeof(k));
 }
 
 void password_fake_secret(const char *username, unsigned iterations, struct scram_secret *secret_r)
@@ -212,8 +225,10 @@ void password_fake_secret(const char *username, unsigned iterations, struct scra
     memset(secret_r, 0, sizeof(*secret_r));
     secret_r->iterations = clamp_iterations(iterations);
     /* seed = HMAC(key, username); each part = HMAC(seed, label) */
-    if (hmac_sha256(fake_key, sizeof(fake_key), username, strlen(username), seed) < 0 ||
-        hmac_sha256(seed, KEY_LEN, "salt", 4, salt) < 0 ||
+    pthread_rwlock_rdlock(&fake_lock);
+    int r = hmac_sha256(fake_key, sizeof(fake_key), username, strlen(username), seed);
+    pthread_rwlock_unlock(&fake_lock);
+    if (r < 0 || hmac_sha256(seed, KEY_LEN, "salt", 4, salt) < 0 ||
         hmac_sha256(seed, KEY_LEN, "StoredKey", 9, secret_r->stored_key) < 0 ||
         hmac_sha256(seed, KEY_LEN, "ServerKey", 9, secret_r->server_key) < 0)
         fatal("HMAC-SHA-256");

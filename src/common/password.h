@@ -37,6 +37,10 @@ int password_scram_secret(const char *hash, struct scram_secret *secret_r);
  * user looks the same as for a known one (salt derived from the name and a per-process
  * random key). */
 void password_fake_secret(const char *username, unsigned iterations, struct scram_secret *secret_r);
+/* Sets the key fake secrets are derived from (by default a random one per process).
+ * Services set one kept in the account store, so that an unknown user gets the same
+ * fake salt from every service and after every restart, like a real user. */
+void password_set_fake_key(const void *key, size_t len);
 /* Spends the same time as password_verify() on a default hash; used for unknown users so
  * that a wrong user and a wrong password take equally long. */
 void password_dummy_verify(const char *password, size_t password_len);

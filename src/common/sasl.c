@@ -81,6 +81,11 @@ static char test_nonce[TEST_NONCE_MAX + 1];
  * that "i=" does not tell them apart when the store uses a non-default count. */
 static atomic_uint fake_iterations = PASSWORD_DEFAULT_ITERATIONS;
 
+void sasl_set_fake_iterations(unsigned iterations)
+{
+    atomic_store_explicit(&fake_iterations, iterations, memory_order_relaxed);
+}
+
 static const struct {
     enum sasl_mech mech;
     const char *name;
@@ -371,8 +376,6 @@ static enum sasl_status scram_first(struct sasl_server *sasl, const char *msg,
     if (sasl->fake) {
         unsigned iterations = atomic_load_explicit(&fake_iterations, memory_order_relaxed);
         password_fake_secret(sasl->user, iterations, &sasl->secret);
-    } else {
-        atomic_store_explicit(&fake_iterations, sasl->secret.iterations, memory_order_relaxed);
     }
 
     struct sbuf nonce = SBUF_INIT(SCRAM_MAX_CLIENT_NONCE + 2 * TEST_NONCE_MAX);

@@ -51,6 +51,10 @@ const char *sasl_mech_name(enum sasl_mech mech);
 /* The space-separated list of mechanisms we offer: "PLAIN LOGIN SCRAM-SHA-256". */
 const char *sasl_mech_list(void);
 
+/* The iteration count SCRAM offers users that do not exist: the one new passwords are
+ * hashed with ([Security] PasswordIterations), so unknown and known users look alike. */
+void sasl_set_fake_iterations(unsigned iterations);
+
 struct sasl_server *sasl_server_new(enum sasl_mech mech, sasl_lookup_fn *lookup, void *ctx);
 void sasl_server_free(struct sasl_server **sasl);
 /* One step. response is the client's base64 text (without CRLF), or NULL when the client

@@ -73,6 +73,43 @@ struct session_start {
 
 static __thread char server_error[256];
 
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_closed;
+
+void server_gate_close(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_closed = true;
+    pthread_mutex_unlock(&gate_lock);
+}
+
+void server_gate_open(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_closed = false;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+/* Waits for the gate; false if the server stopped meanwhile. */
+static bool pass_gate(struct server *s)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (gate_closed && !server_stopping(s)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&gate_cond, &gate_lock, &until);
+    }
+    pthread_mutex_unlock(&gate_lock);
+    return !server_stopping(s);
+}
+
 struct server *server_new(const char *name, enum log_channel channel, void *data)
 {
     struct server *s = xcalloc(1, sizeof(*s));
@@ -355,7 +392,7 @@ static void *accept_thread(void *arg)
     pthread_attr_setstacksize(&attr, SERVER_STACK_SIZE);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 
-    for (;;) {
+    for (bool passed = pass_gate(s); passed;) {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);

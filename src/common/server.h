@@ -64,6 +64,11 @@ SSL_CTX *server_get_tls(struct server *server);
 /* Binds and listens now (so a port in use is reported at start-up). The definition must
  * outlive the server. 0, or -1 with a message in *error_r (thread-local storage). */
 int server_listen(struct server *server, const struct listener_def *def, const char **error_r);
+/* The gate every accept thread of the process waits at before its first accept():
+ * open by default. service.c closes it before the service opens its ports and opens it
+ * once privileges are dropped, so no client is ever served with root's privileges. */
+void server_gate_close(void);
+void server_gate_open(void);
 /* Starts accepting on every listener. */
 int server_start(struct server *server);
 /* True once server_stop() has begun: handlers should end their session soon. */

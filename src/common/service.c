@@ -10,7 +10,9 @@
 #include "service.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,10 @@
 #include "authfail.h"
 #include "ctl.h"
 #include "fsutil.h"
+#include "password.h"
 #include "platform.h"
+#include "sasl.h"
+#include "server.h"
 #include "spool.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -72,6 +77,21 @@ static void free_configs(void)
     current = NULL;
 }
 
+struct store *service_open_store(const struct alkaid_config *cfg, const char **error_r)
+{
+    struct store *st = store_open_sqlite(cfg->store_path, error_r);
+    if (st == NULL) return NULL;
+    unsigned char key[32];
+    if (store_secret(st, "scram-fake-salt-key", key, sizeof(key)) == STORE_OK)
+        password_set_fake_key(key, sizeof(key));
+    else
+        log_error(svc->channel, NULL,
+                  "The account store has no shared key yet (busy?); "
+                  "unknown users get a per-process SCRAM salt for now");
+    OPENSSL_cleanse(key, sizeof(key));
+    return st;
+}
+
 /* Logs configuration messages (one per line of msgs). */
 static void log_messages(enum log_channel ch, const char *what, const struct sbuf *msgs)
 {
@@ -93,6 +113,7 @@ static void apply_common(const struct alkaid_config *cfg)
     authfail_configure((unsigned)cfg->auth_delay_after, (unsigned)cfg->auth_lock_after,
                        (unsigned)cfg->auth_lock_time);
     spool_set_hostname(cfg->hostname);
+    sasl_set_fake_iterations((unsigned)cfg->password_iterations);
 }
 
 static int make_dirs(const struct alkaid_config *cfg, const char **error_r)
@@ -123,6 +144,32 @@ static int make_dirs(const struct alkaid_config *cfg, const char **error_r)
     return r;
 }
 
+/* [Directories] and [Store] take effect only at a restart (docs/config.md): a reload keeps
+ * the running values, so every session keeps writing where the others read. */
+static void keep_restart_settings(struct alkaid_config *cfg, const struct alkaid_config *old)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } fields[] = {
+        {"[Directories] Mail", offsetof(struct alkaid_config, mail_dir)},
+        {"[Directories] Temp", offsetof(struct alkaid_config, temp_dir)},
+        {"[Directories] Log", offsetof(struct alkaid_config, log_dir)},
+        {"[Directories] Run", offsetof(struct alkaid_config, run_dir)},
+        {"[Store] Backend", offsetof(struct alkaid_config, store_backend)},
+        {"[Store] Database", offsetof(struct alkaid_config, store_path)},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        char **now = (char **)((char *)cfg + fields[i].offset);
+        char *const *was = (char *const *)((const char *)old + fields[i].offset);
+        if (strcmp(*now, *was) == 0) continue;
+        log_line(svc->channel, NULL, "%s: the change to %s takes effect at the next restart",
+                 fields[i].name, *now);
+        free(*now);
+        *now = xstrdup(*was);
+    }
+}
+
 /* Reloads the configuration; appends what happened to reply. */
 static int do_reload(struct sbuf *reply)
 {
@@ -138,6 +185,7 @@ static int do_reload(struct sbuf *reply)
         goto out;
     }
     log_messages(svc->channel, "Reload", &msgs);
+    keep_restart_settings(cfg, old);
     const char *err = NULL;
     if (make_dirs(cfg, &err) < 0 || log_init(cfg->log_dir) < 0 ||
         (svc->needs_tls &&
@@ -275,6 +323,14 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     push_config(cfg);
     apply_common(cfg);
 
+    /* failed logins are counted for the whole root, whichever service they hit */
+    char *aftab = xasprintf("%s/authfail.tab", cfg->run_dir);
+    if (authfail_attach(aftab) < 0)
+        fprintf(stderr, "%s: %s: %s (failed logins are counted per service)\n", prog, aftab,
+                strerror(errno));
+    else
+        platform_chown_to(aftab, cfg->user);
+    free(aftab);
     if (ops->needs_tls &&
         tls_ensure_certificate(cfg->tls_cert, cfg->tls_key, cfg->hostname, &err) < 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
@@ -294,8 +350,10 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     if (pidfd < 0) goto fail_early;
     started = time(NULL);
     platform_signals_init();
+    server_gate_close();
     if (ops->start(cfg, &err) < 0) goto fail;
     if (platform_drop_privileges(cfg->user, &err) < 0) goto fail_started;
+    server_gate_open(); /* only now may clients be served */
     ctl = ctl_server_start(sockpath, ctl_handler, NULL, &err);
     if (ctl == NULL) goto fail_started;
 
@@ -338,6 +396,7 @@ out:
     }
     free(pidfile);
     free(sockpath);
+    authfail_detach();
     log_shutdown();
     free_configs();
     return rc;

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "sbuf.h"
+#include "store.h"
 
 struct service_ops {
     const char *name;  /* "smtpd": pid file run/smtpd.pid, socket run/smtpd.sock */
@@ -47,6 +48,9 @@ int service_main(int argc, char **argv, const struct service_ops *ops);
 const struct alkaid_config *service_config(void);
 /* Seconds since the service started. */
 long long service_uptime(void);
+/* Opens the account store of cfg and installs the store's shared key for SCRAM's fake
+ * salts (password_set_fake_key()). NULL with *error_r on failure. */
+struct store *service_open_store(const struct alkaid_config *cfg, const char **error_r);
 /* Whether the process runs in the foreground (logs errors to stderr too). */
 bool service_foreground(void);
 

@@ -60,6 +60,8 @@ int spool_file_create(struct spool_file *f, const char *dir, const char *suffix)
         f->path = xasprintf("%s/%s%s", dir, f->id, suffix);
         f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (f->fd >= 0) return 0;
+        /* the directory was removed under us: make it again */
+        if (errno == ENOENT && attempt == 0 && fs_mkdirs(dir, 0750) == 0) continue;
         if (errno != EEXIST) break;
     }
     int saved = errno;
@@ -108,14 +110,37 @@ void spool_file_discard(struct spool_file *f)
     sbuf_free(&f->buf);
 }
 
+static bool skip_digits(const char **p)
+{
+    size_t n = strspn(*p, "0123456789");
+    *p += n;
+    return n > 0;
+}
+
+/* Whether name has the shape of a TEMP file, "<digits>.M<digits>P<digits>Q<digits>.<host>.tmp"
+ * (any host: temp/ belongs to one server, whose name may have changed). */
+static bool temp_name(const char *name)
+{
+    const char *p = name;
+    if (!skip_digits(&p) || strncmp(p, ".M", 2) != 0) return false;
+    p += 2;
+    if (!skip_digits(&p) || *p++ != 'P') return false;
+    if (!skip_digits(&p) || *p++ != 'Q') return false;
+    if (!skip_digits(&p) || *p++ != '.') return false;
+    size_t n = strlen(p);
+    return n > 4 && strcmp(p + n - 4, ".tmp") == 0;
+}
+
 void spool_clean_temp(const char *temp_dir)
 {
     DIR *d = opendir(temp_dir);
     if (d == NULL) return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        unlinkat(dirfd(d), de->d_name, 0);
+        if (!temp_name(de->d_name)) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
 }
@@ -162,6 +187,8 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     char *final = xasprintf("%s/%s.tmp", dir, env->id);
     int saved = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == ENOENT && fs_mkdirs(dir, 0750) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) goto fail;
     if (fs_write_all(fd, hdr.data, hdr.len) < 0) goto fail;
     /* the message: straight from the TEMP file */

@@ -51,7 +51,8 @@ int spool_file_sync(struct spool_file *f);
 /* Closes and removes the file. */
 void spool_file_discard(struct spool_file *f);
 
-/* At start-up: removes everything left in temp/ (none of it was acknowledged). */
+/* At start-up: removes the message files left in temp/ (none of them was acknowledged):
+ * only names of the TEMP shape; anything else in the directory is left alone. */
 void spool_clean_temp(const char *temp_dir);
 
 struct queue_envelope {

@@ -485,3 +485,9 @@ void store_account_list_free(struct store_account ***accounts, size_t count)
         store_account_free(&(*accounts)[i]);
     xfree(*accounts);
 }
+
+enum store_result store_secret(struct store *st, const char *name, unsigned char *out, size_t len)
+{
+    if (name == NULL || *name == '\0' || len == 0 || len > STORE_SECRET_MAX) return STORE_INVALID;
+    return st->ops->secret(st->be, name, out, len);
+}

@@ -112,6 +112,12 @@ enum store_result store_account_set_targets(struct store *st, const char *local,
 enum store_result store_account_list(struct store *st, const char *domain,
                                      struct store_account ***accounts_r, size_t *count_r);
 
+#define STORE_SECRET_MAX 64
+/* A random secret of len (at most STORE_SECRET_MAX) bytes kept in the store under name,
+ * made by whichever caller asks first: every service and every server sharing this store
+ * gets the same bytes. */
+enum store_result store_secret(struct store *st, const char *name, unsigned char *out, size_t len);
+
 void store_domain_free(struct store_domain **domain);
 void store_account_free(struct store_account **account);
 void store_domain_list_free(struct store_domain ***domains, size_t count);

@@ -56,6 +56,7 @@ struct store_ops {
                                         const struct store_update *update, const char **error_r);
     enum store_result (*account_list)(void *be, const char *domain,
                                       struct store_account ***accounts_r, size_t *count_r);
+    enum store_result (*secret)(void *be, const char *name, unsigned char *out, size_t len);
 };
 
 struct store {

@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,11 @@ static const struct migration {
         "  address    TEXT NOT NULL,"
         "  PRIMARY KEY (account_id, position)"
         ") WITHOUT ROWID;"},
+    /* secrets the services share, e.g. the key of SCRAM's fake salts (store_secret()) */
+    {2, "CREATE TABLE settings ("
+        "  name  TEXT PRIMARY KEY,"
+        "  value BLOB NOT NULL"
+        ") WITHOUT ROWID;"},
 };
 #define SCHEMA_LATEST (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
 
@@ -89,6 +96,8 @@ enum stmt_id {
     S_TARGETS_GET,
     S_TARGETS_DELETE,
     S_TARGETS_INSERT,
+    S_SETTING_GET,
+    S_SETTING_INSERT,
     S_COUNT
 };
 
@@ -127,6 +136,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TARGETS_GET] = "SELECT address FROM targets WHERE account_id = ?1 ORDER BY position",
     [S_TARGETS_DELETE] = "DELETE FROM targets WHERE account_id = ?1",
     [S_TARGETS_INSERT] = "INSERT INTO targets (account_id, position, address) VALUES (?1, ?2, ?3)",
+    [S_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
+    [S_SETTING_INSERT] = "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
 };
 
 enum slot_state { SLOT_CLOSED, SLOT_IDLE, SLOT_BUSY };
@@ -616,6 +627,46 @@ static enum store_result sq_domain_del(void *be, const char *name, bool force, c
     return r;
 }
 
+static enum store_result sq_secret(void *be, const char *name, unsigned char *out, size_t len)
+{
+    struct conn *c = conn_get(be, NULL);
+    if (c == NULL) return STORE_TEMPFAIL;
+    unsigned char fresh[STORE_SECRET_MAX];
+    if (RAND_bytes(fresh, (int)len) != 1) {
+        conn_put(be, c);
+        return STORE_TEMPFAIL;
+    }
+    enum store_result r = tx_begin(c, true, NULL);
+    int rc = SQLITE_OK;
+    if (r == STORE_OK) {
+        /* the first service to ask makes it; everyone after reads the same value */
+        sqlite3_stmt *s = stmt(c, S_SETTING_INSERT, &rc);
+        if (s != NULL) {
+            sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 2, fresh, (int)len, SQLITE_STATIC);
+            rc = sqlite3_step(s);
+            stmt_done(s);
+            if (rc == SQLITE_DONE) rc = SQLITE_OK;
+        }
+        if (rc == SQLITE_OK && (s = stmt(c, S_SETTING_GET, &rc)) != NULL) {
+            sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+            rc = sqlite3_step(s);
+            if (rc == SQLITE_ROW && (size_t)sqlite3_column_bytes(s, 0) >= len) {
+                memcpy(out, sqlite3_column_blob(s, 0), len);
+                rc = SQLITE_OK;
+            } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+                rc = SQLITE_CORRUPT;
+            }
+            stmt_done(s);
+        }
+        if (rc != SQLITE_OK) r = db_fail(c, rc, NULL);
+    }
+    r = tx_end(c, r, true, NULL);
+    conn_put(be, c);
+    OPENSSL_cleanse(fresh, sizeof(fresh));
+    return r;
+}
+
 static enum store_result sq_domain_list(void *be, struct store_domain ***domains_r, size_t *count_r)
 {
     struct conn *c = conn_get(be, NULL);
@@ -835,6 +886,7 @@ static const struct store_ops sqlite_ops = {
     .domain_add = sq_domain_add,
     .domain_del = sq_domain_del,
     .domain_list = sq_domain_list,
+    .secret = sq_secret,
     .domain_set_catchall = sq_domain_set_catchall,
     .account_add = sq_account_add,
     .account_del = sq_account_del,

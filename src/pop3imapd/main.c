@@ -25,7 +25,7 @@ static SSL_CTX *make_tls(const struct alkaid_config *cfg, const char **error_r)
 
 static int start(const struct alkaid_config *cfg, const char **error_r)
 {
-    store = store_open_sqlite(cfg->store_path, error_r);
+    store = service_open_store(cfg, error_r);
     if (store == NULL) return -1;
     SSL_CTX *tls = make_tls(cfg, error_r);
     if (tls == NULL) return -1;

@@ -74,6 +74,7 @@ enum pop3_maildrop_result pop3_maildrop_open(const char *dir, struct pop3_maildr
 
     struct mailbox_msg *list;
     size_t n;
+    mailbox_clean(dir); /* work files a crash left behind (older than 36 hours) */
     if (mailbox_list(dir, &list, &n) < 0) {
         int saved = errno;
         close(lock_fd);

@@ -202,7 +202,16 @@ static void log_command(const struct pop3_session *s, const char *line, size_t l
         log_proto(LOG_POP3, s->ip, "<<<", buf, n);
         return;
     }
-    log_proto(LOG_POP3, s->ip, "<<<", line, len);
+    static const char *const verbs[] = {"USER", "STAT", "LIST", "RETR", "DELE", "NOOP",
+                                        "RSET", "QUIT", "TOP",  "UIDL", "CAPA", "STLS"};
+    size_t vlen = strcspn(line, " ");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        if (vlen == strlen(verbs[i]) && strncasecmp(line, verbs[i], vlen) == 0) {
+            log_proto(LOG_POP3, s->ip, "<<<", line, len);
+            return;
+        }
+    }
+    log_proto_unrecognized(LOG_POP3, s->ip, line, len);
 }
 
 /* ---- logging in ---- */
@@ -232,10 +241,11 @@ static int lookup_account(void *ctx, const char *user, char **hash_r)
     return 1;
 }
 
-/* Refuses a locked-out address and closes. True if it was locked out. */
+/* Counts an authentication attempt before any password is checked (authfail.h); a
+ * locked-out address is refused and the session closed. True if it was locked out. */
 static bool locked_out(struct pop3_session *s)
 {
-    unsigned left = authfail_locked(s->ip);
+    unsigned left = authfail_begin(s->ip);
     if (left == 0) return false;
     log_line(LOG_POP3, s->ip, "Authentication refused: address locked out for %u more seconds",
              left);
@@ -262,6 +272,7 @@ static void auth_failed(struct pop3_session *s, const char *user, const char *ho
 
 static void tempfail(struct pop3_session *s)
 {
+    authfail_success(s->ip); /* no password was checked: the attempt does not count */
     log_error(LOG_POP3, s->ip, "Authentication not possible: the account store did not answer");
     store_account_free(&s->account);
     reply(s, "-ERR [SYS/TEMP] Authentication is temporarily unavailable, try again later");
@@ -424,6 +435,7 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
     const char *response = NULL;
     if (cmd->nargs >= 2) response = strcmp(cmd->args[1], "=") == 0 ? "" : cmd->args[1];
     const char *how = sasl_mech_name(mech);
+    bool settled = false; /* the counted attempt ended in a success, failure or tempfail */
     for (;;) {
         enum sasl_status st = sasl_server_step(sasl, response, &challenge);
         if (response == s->line.data && s->line.data) OPENSSL_cleanse(s->line.data, s->line.len);
@@ -437,6 +449,7 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
             response = s->line.data ? s->line.data : "";
             continue;
         }
+        settled = st == SASL_STATUS_OK || st == SASL_STATUS_FAIL || st == SASL_STATUS_TEMPFAIL;
         if (st == SASL_STATUS_OK) {
             login(s, sasl_server_user(sasl), how);
         } else if (st == SASL_STATUS_FAIL) {
@@ -449,6 +462,8 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
         }
         break;
     }
+    /* cancelled, malformed or cut off before a password was judged: not counted */
+    if (!settled) authfail_success(s->ip);
     store_account_free(&s->account);
     sasl_server_free(&sasl);
     sbuf_free(&challenge);
@@ -785,6 +800,10 @@ void pop3_session_run(struct conn *conn, struct pop3_context *ctx, const char *l
         log_command(&s, sbuf_cstr(&s.line), s.line.len);
         dispatch(&s);
         if (s.line.data) OPENSSL_cleanse(s.line.data, s.line.len);
+        if (conn->write_failed && s.state != POP3_STATE_CLOSE) {
+            why = "the client stopped reading (write failed or timed out)";
+            break;
+        }
     }
     if (!conn->write_failed) conn_flush(conn, conn_now_ms() + 5000);
 

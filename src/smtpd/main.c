@@ -58,7 +58,7 @@ static int smtpd_start(const struct alkaid_config *cfg, const char **error_r)
         log_line(LOG_SMTP, NULL, "Reclaimed %d queue file%s left in transmission", reclaimed,
                  reclaimed == 1 ? "" : "s");
 
-    smtpd.store = store_open_sqlite(cfg->store_path, error_r);
+    smtpd.store = service_open_store(cfg, error_r);
     if (smtpd.store == NULL) return -1;
     SSL_CTX *tls = make_tls(cfg, error_r);
     if (tls == NULL) return -1;

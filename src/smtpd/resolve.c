@@ -215,3 +215,78 @@ void resolved_clear(struct resolved *r)
     free(r->remote);
     memset(r, 0, sizeof(*r));
 }
+
+/* The Administrator user accounts of domain as mailboxes. */
+static enum resolve_result administrators(struct store *st, const char *mail_dir,
+                                          const char *domain, struct resolved *out)
+{
+    struct store_account **accs = NULL;
+    size_t n = 0;
+    enum store_result sr = store_account_list(st, domain, &accs, &n);
+    if (sr == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
+    for (size_t i = 0; i < n; i++) {
+        if (accs[i]->type == ACCOUNT_USER && accs[i]->admin) {
+            add_mailbox(out, mail_dir, accs[i]);
+        }
+    }
+    store_account_list_free(&accs, n);
+    return out->nmailboxes ? RESOLVE_OK : RESOLVE_UNKNOWN;
+}
+
+/* The postmaster of local domain dom when it has no postmaster account or alias: its
+ * Administrators, else the domain's own postmaster mailbox directory (kept until
+ * someone creates the account, which then reads it). */
+static enum resolve_result postmaster_fallback(struct store *st, const char *mail_dir,
+                                               const struct store_domain *dom, struct resolved *out)
+{
+    enum resolve_result r = administrators(st, mail_dir, dom->name, out);
+    if (r != RESOLVE_UNKNOWN) return r;
+    struct store_account implicit = {
+        .localpart = (char *)"postmaster", .domain = dom->name, .domain_dir = dom->dir};
+    add_mailbox(out, mail_dir, &implicit);
+    log_line(LOG_SMTP, NULL,
+             "postmaster@%s has no account, alias or Administrator: mail for it "
+             "is kept in %s/%s/postmaster",
+             dom->name, mail_dir, dom->dir);
+    return RESOLVE_OK;
+}
+
+/* postmaster@domain for a local domain. */
+static enum resolve_result postmaster_of(struct store *st, const char *mail_dir, const char *domain,
+                                         struct resolved *out)
+{
+    enum resolve_result r = resolve_recipient(st, mail_dir, "postmaster", domain, out);
+    if (r != RESOLVE_UNKNOWN) return r; /* delivered, not local, or a store failure */
+    struct store_domain *dom = NULL;
+    if (store_domain_find(st, domain, &dom) == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
+    r = dom ? postmaster_fallback(st, mail_dir, dom, out) : RESOLVE_NOT_LOCAL;
+    store_domain_free(&dom);
+    return r;
+}
+
+enum resolve_result resolve_postmaster(struct store *st, const char *mail_dir, const char *domain,
+                                       const char *hostname, struct resolved *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (domain && *domain) return postmaster_of(st, mail_dir, domain, out);
+
+    /* <Postmaster>: the first of this host's names that is a local domain */
+    for (const char *d = hostname; d; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL) {
+        enum resolve_result r = postmaster_of(st, mail_dir, d, out);
+        if (r != RESOLVE_NOT_LOCAL) return r;
+    }
+    /* else the first local domain */
+    struct store_domain **domains = NULL;
+    size_t n = 0;
+    if (store_domain_list(st, &domains, &n) == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
+    enum resolve_result r = RESOLVE_UNKNOWN;
+    for (size_t i = 0; i < n && r == RESOLVE_UNKNOWN; i++)
+        if (strchr(domains[i]->name, '*') == NULL)
+            r = postmaster_of(st, mail_dir, domains[i]->name, out);
+    store_domain_list_free(&domains, n);
+    if (r == RESOLVE_UNKNOWN || r == RESOLVE_NOT_LOCAL) {
+        log_error(LOG_SMTP, NULL, "Mail for <Postmaster> refused: there is no local domain");
+        r = RESOLVE_UNKNOWN;
+    }
+    return r;
+}

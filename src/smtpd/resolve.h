@@ -44,6 +44,14 @@ enum resolve_result {
 
 enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, const char *local,
                                       const char *domain, struct resolved *out);
+/* RFC 5321 4.5.1: postmaster must always be accepted. For postmaster@domain of a local
+ * domain: the account or alias if there is one, else the domain's Administrator
+ * accounts, else the domain's own mailbox directory mail/<domain>/postmaster (which the
+ * account reads once it is created). With domain "" (RCPT TO:<Postmaster>): the same for
+ * the first of hostname and its parent domains that is local, else for the first local
+ * domain. RESOLVE_UNKNOWN only when there is no local domain at all. */
+enum resolve_result resolve_postmaster(struct store *st, const char *mail_dir, const char *domain,
+                                       const char *hostname, struct resolved *out);
 void resolved_clear(struct resolved *r);
 /* Whether two addresses are the same: local parts exactly, domains ignoring case. */
 bool resolve_same_address(const char *a, const char *b);

@@ -41,6 +41,14 @@ static int lookup_password(void *ctx, const char *user, char **hash_r)
     return found;
 }
 
+/* After refusing an AUTH command: whatever the client pipelined behind it is thrown
+ * away (RFC 4954 4: AUTH is the last command of a pipelined group), so responses it
+ * sent out of turn - credentials - are neither run nor logged as commands. */
+static void refused(struct smtp_session *s)
+{
+    conn_discard_input(s->conn);
+}
+
 void smtp_cmd_auth(struct smtp_session *s, const char *arg)
 {
     if (s->state == SMTP_STATE_INIT || !s->esmtp) {
@@ -57,22 +65,14 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     }
     if (!smtp_auth_allowed(s)) {
         smtp_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        refused(s);
         return;
     }
-    unsigned locked = authfail_locked(s->ip);
-    if (locked) {
-        log_line(LOG_SMTP, s->ip, "AUTH refused: too many failures from this address (%u s left)",
-                 locked);
-        smtp_reply(s, "421 4.7.0 %s Too many failed authentications, try again later",
-                   s->cfg->hostname);
-        smtp_set_state(s, SMTP_STATE_CLOSE);
-        return;
-    }
-
     char mechname[32];
     size_t mlen = strcspn(arg, " ");
     if (mlen == 0 || mlen >= sizeof(mechname)) {
         smtp_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+        refused(s);
         return;
     }
     memcpy(mechname, arg, mlen);
@@ -80,6 +80,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     enum sasl_mech mech;
     if (sasl_mech_parse(mechname, &mech) < 0) {
         smtp_reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
+        refused(s);
         return;
     }
     const char *initial = NULL;
@@ -92,7 +93,20 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
         return;
     }
 
+    /* counted before any password is checked, so parallel or held-open exchanges cannot
+     * get more guesses than AuthFailLockAfter (authfail.h) */
+    unsigned locked = authfail_begin(s->ip);
+    if (locked) {
+        log_line(LOG_SMTP, s->ip, "AUTH refused: too many failures from this address (%u s left)",
+                 locked);
+        smtp_reply(s, "421 4.7.0 %s Too many failed authentications, try again later",
+                   s->cfg->hostname);
+        smtp_set_state(s, SMTP_STATE_CLOSE);
+        return;
+    }
+
     struct sasl_server *sasl = sasl_server_new(mech, lookup_password, NULL);
+    bool settled = false; /* the counted attempt ended in a success or a failure */
     struct sbuf challenge = SBUF_INIT(SASL_MAX_RESPONSE * 2);
     struct sbuf line = SBUF_INIT(SMTP_AUTH_LINE_MAX + 2);
     const char *response = initial;
@@ -123,6 +137,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     const char *user = sasl_server_user(sasl);
     switch (st) {
     case SASL_STATUS_OK:
+        settled = true;
         s->auth_user = xstrdup(user);
         authfail_success(s->ip);
         SMTPD_COUNT(auth_ok, 1);
@@ -138,6 +153,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
         s->bad_commands++;
         break;
     default: {
+        settled = true;
         SMTPD_COUNT(auth_failed, 1);
         unsigned delay = authfail_failure(s->ip);
         log_line(LOG_SMTP, s->ip, "Authentication failed for %s (%s)", user ? user : "?",
@@ -151,6 +167,8 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     }
     }
 out:
+    /* cancelled, malformed, cut off or a store failure: no password was judged */
+    if (!settled) authfail_success(s->ip);
     sasl_server_free(&sasl);
     sbuf_free(&challenge);
     sbuf_free(&line);

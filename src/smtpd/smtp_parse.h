@@ -14,7 +14,9 @@
 #include <stddef.h>
 
 #define SMTP_MAX_COMMAND_LINE 512 /* octets including CRLF, RFC 5321 4.5.3.1.4 */
-#define SMTP_MAX_PARAMS       16
+/* MAIL may be longer by what SIZE (RFC 1870 2: 26) and AUTH= (RFC 4954 3: 500) add */
+#define SMTP_MAX_MAIL_LINE (SMTP_MAX_COMMAND_LINE + 26 + 500)
+#define SMTP_MAX_PARAMS    16
 
 enum smtp_verb {
     SMTP_CMD_UNKNOWN = 0,

@@ -260,7 +260,7 @@ static void dispatch(struct smtp_session *s, const char *line, size_t len)
 {
     struct smtp_command cmd;
     if (smtp_parse_command(line, len, &cmd) < 0 || cmd.verb == SMTP_CMD_UNKNOWN) {
-        log_proto(LOG_SMTP, s->ip, "<<<", line, len);
+        log_proto_unrecognized(LOG_SMTP, s->ip, line, len);
         if (looks_like_http(line)) {
             log_line(LOG_SMTP, s->ip, "HTTP request on the SMTP port; connection closed");
             smtp_set_state(s, SMTP_STATE_CLOSE);
@@ -303,7 +303,7 @@ void smtp_session_run(struct session *session)
              conn_is_tls(s->conn) ? s->conn->tls_info : "");
     greet(s);
 
-    struct sbuf line = SBUF_INIT(SMTP_MAX_COMMAND_LINE + 2);
+    struct sbuf line = SBUF_INIT(SMTP_MAX_MAIL_LINE + 2);
     while (s->state != SMTP_STATE_CLOSE) {
         if (conn_pending(s->conn) == 0) {
             smtp_flush(s);
@@ -312,7 +312,11 @@ void smtp_session_run(struct session *session)
         enum conn_status st =
             server_stopping(session->server)
                 ? CONN_STOPPED
-                : conn_read_line(s->conn, &line, SMTP_MAX_COMMAND_LINE, smtp_command_deadline(s));
+                : conn_read_line(s->conn, &line, SMTP_MAX_MAIL_LINE, smtp_command_deadline(s));
+        /* only MAIL gets the extra room of its parameters */
+        if (st == CONN_OK && line.len + 2 > SMTP_MAX_COMMAND_LINE &&
+            strncasecmp(line.data, "MAIL ", 5) != 0)
+            st = CONN_TOOLONG;
         if (st == CONN_STOPPED) {
             smtp_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
             break;

@@ -127,33 +127,6 @@ static bool rcpt_quota_ok(struct smtp_session *s, const struct resolved *r, cons
     return true;
 }
 
-/* <Postmaster> without a domain, which RFC 5321 4.5.1 says must be accepted: the
- * postmaster of [System] Hostname if that is a local domain, else of its parent domains
- * (mail.example.com -> example.com), else of the first local domain that has one. */
-static enum resolve_result resolve_postmaster(struct store *st, const struct alkaid_config *cfg,
-                                              struct resolved *res)
-{
-    for (const char *d = cfg->hostname; d; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL) {
-        enum resolve_result r = resolve_recipient(st, cfg->mail_dir, "postmaster", d, res);
-        if (r != RESOLVE_NOT_LOCAL && r != RESOLVE_UNKNOWN) return r;
-    }
-    struct store_domain **domains = NULL;
-    size_t n = 0;
-    enum store_result sr = store_domain_list(st, &domains, &n);
-    if (sr == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
-    enum resolve_result r = RESOLVE_UNKNOWN;
-    for (size_t i = 0; i < n && r == RESOLVE_UNKNOWN; i++) {
-        if (strchr(domains[i]->name, '*')) continue;
-        r = resolve_recipient(st, cfg->mail_dir, "postmaster", domains[i]->name, res);
-        if (r == RESOLVE_NOT_LOCAL) r = RESOLVE_UNKNOWN;
-    }
-    store_domain_list_free(&domains, n);
-    if (r == RESOLVE_UNKNOWN)
-        log_error(LOG_SMTP, NULL,
-                  "No postmaster: create postmaster@<your domain> (an alias will do)");
-    return r;
-}
-
 void smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
@@ -180,9 +153,10 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
         goto out;
     }
     struct resolved res;
-    enum resolve_result rr = path.domain[0] ? resolve_recipient(smtpd.store, s->cfg->mail_dir,
-                                                                path.localpart, path.domain, &res)
-                                            : resolve_postmaster(smtpd.store, s->cfg, &res);
+    enum resolve_result rr =
+        strcasecmp(path.localpart, "postmaster") == 0
+            ? resolve_postmaster(smtpd.store, s->cfg->mail_dir, path.domain, s->cfg->hostname, &res)
+            : resolve_recipient(smtpd.store, s->cfg->mail_dir, path.localpart, path.domain, &res);
     switch (rr) {
     case RESOLVE_TEMPFAIL:
         smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure, try again later", path.address);

@@ -1,8 +1,10 @@
 /* test_authfail.c - unit tests for authfail.c
  *
  * Delays and lock-out with the default and a configured policy, expiry of locks and of
- * the counting window on an injected clock, success forgetting, address keys (IPv6 /64,
- * IPv4-mapped), eviction from a full table, and concurrent use from several threads.
+ * the counting window on an injected clock, attempts counted before the password is
+ * checked (parallel and held-open ones), a success taking back only its own attempt,
+ * address keys (IPv6 /64, IPv4-mapped), eviction from a full table, concurrent use from
+ * several threads, and one table shared by several processes.
  *
  * SECURITY: the lock-out is what stops password guessing; these tests pin down exactly
  * when it starts and ends.
@@ -13,11 +15,16 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "authfail.h"
+#include "testutil.h"
 
 #define T0 1000000ULL /* injected clock start, ms */
 
@@ -27,6 +34,14 @@ static void advance_ms(unsigned long long ms)
 {
     now += ms;
     authfail_test_set_clock(now);
+}
+
+/* One attempt that failed, as a session makes it: counted first, then judged. Returns
+ * the delay, or UINT32_MAX if the attempt was refused (locked out). */
+static unsigned failed(const char *ip)
+{
+    if (authfail_begin(ip) != 0) return UINT32_MAX;
+    return authfail_failure(ip);
 }
 
 static int setup(void **state)
@@ -53,104 +68,162 @@ static void test_defaults(void **state)
     const unsigned expect[] = {0, 0, 0, 500, 1000, 2000, 4000, 5000, 5000};
     for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
         assert_int_equal(authfail_locked("192.0.2.1"), 0);
-        assert_int_equal(authfail_failure("192.0.2.1"), expect[i]);
+        assert_int_equal(failed("192.0.2.1"), expect[i]);
     }
     assert_int_equal(authfail_locked("192.0.2.1"), 0);
-    assert_int_equal(authfail_failure("192.0.2.1"), AUTHFAIL_MAX_DELAY_MS); /* the 10th */
+    assert_int_equal(failed("192.0.2.1"), AUTHFAIL_MAX_DELAY_MS); /* the 10th */
     assert_int_equal(authfail_locked("192.0.2.1"), 900);
     authfail_test_set_clock(0);
 }
 
 static void test_delays(void **state)
 {
-    assert_int_equal(authfail_failure("192.0.2.1"), 0);
-    assert_int_equal(authfail_failure("192.0.2.1"), 0);
-    assert_int_equal(authfail_failure("192.0.2.1"), 0);
-    assert_int_equal(authfail_failure("192.0.2.1"), 500);
-    assert_int_equal(authfail_failure("192.0.2.1"), 1000);
+    assert_int_equal(failed("192.0.2.1"), 0);
+    assert_int_equal(failed("192.0.2.1"), 0);
+    assert_int_equal(failed("192.0.2.1"), 0);
+    assert_int_equal(failed("192.0.2.1"), 500);
+    assert_int_equal(failed("192.0.2.1"), 1000);
     /* another address is not affected */
-    assert_int_equal(authfail_failure("192.0.2.2"), 0);
+    assert_int_equal(failed("192.0.2.2"), 0);
     assert_int_equal(authfail_locked("192.0.2.2"), 0);
 }
 
 static void test_lockout_and_expiry(void **state)
 {
     for (int i = 0; i < 9; i++)
-        authfail_failure("198.51.100.7");
+        failed("198.51.100.7");
     assert_int_equal(authfail_locked("198.51.100.7"), 0);
-    authfail_failure("198.51.100.7");
+    failed("198.51.100.7");
     assert_int_equal(authfail_locked("198.51.100.7"), 900);
     advance_ms(1);
     assert_int_equal(authfail_locked("198.51.100.7"), 900); /* rounded up */
     advance_ms(100 * 1000);
     assert_int_equal(authfail_locked("198.51.100.7"), 800);
-    /* failures while locked do not extend the lock */
-    authfail_failure("198.51.100.7");
+    /* attempts while locked are refused, counted as nothing, and do not extend the lock */
+    assert_int_equal(failed("198.51.100.7"), UINT32_MAX);
     assert_int_equal(authfail_locked("198.51.100.7"), 800);
     advance_ms(799 * 1000);
     assert_int_equal(authfail_locked("198.51.100.7"), 1);
     advance_ms(999);
     assert_int_equal(authfail_locked("198.51.100.7"), 0);
     /* after the lock-out the address starts again from nothing */
-    assert_int_equal(authfail_failure("198.51.100.7"), 0);
-    assert_int_equal(authfail_failure("198.51.100.7"), 0);
-    assert_int_equal(authfail_failure("198.51.100.7"), 0);
-    assert_int_equal(authfail_failure("198.51.100.7"), 500);
+    assert_int_equal(failed("198.51.100.7"), 0);
+    assert_int_equal(failed("198.51.100.7"), 0);
+    assert_int_equal(failed("198.51.100.7"), 0);
+    assert_int_equal(failed("198.51.100.7"), 500);
 }
 
 static void test_window(void **state)
 {
     for (int i = 0; i < 9; i++)
-        authfail_failure("203.0.113.9");
+        failed("203.0.113.9");
     /* the window of 900 s from the first failure ends: the count starts over */
     advance_ms(900 * 1000);
-    assert_int_equal(authfail_failure("203.0.113.9"), 0);
+    assert_int_equal(failed("203.0.113.9"), 0);
     assert_int_equal(authfail_locked("203.0.113.9"), 0);
     for (int i = 0; i < 8; i++)
-        authfail_failure("203.0.113.9");
+        failed("203.0.113.9");
     assert_int_equal(authfail_locked("203.0.113.9"), 0);
     advance_ms(899 * 1000);
-    authfail_failure("203.0.113.9"); /* the 10th within the window */
+    failed("203.0.113.9"); /* the 10th within the window */
     assert_int_equal(authfail_locked("203.0.113.9"), 900);
 }
 
-static void test_success_forgets(void **state)
+static void test_success_takes_back_only_itself(void **state)
 {
     for (int i = 0; i < 5; i++)
-        authfail_failure("192.0.2.50");
+        failed("192.0.2.50");
     assert_int_equal(authfail_test_entries(), 1);
+    /* a good login (to the client's own account, say) does not wipe the 5 guesses */
+    assert_int_equal(authfail_begin("192.0.2.50"), 0);
     authfail_success("192.0.2.50");
-    assert_int_equal(authfail_test_entries(), 0);
-    assert_int_equal(authfail_failure("192.0.2.50"), 0);
+    assert_int_equal(authfail_test_entries(), 1);
+    assert_int_equal(failed("192.0.2.50"), 2000); /* the 6th counted attempt */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(authfail_begin("192.0.2.50"), 0);
+        authfail_success("192.0.2.50");
+    }
+    /* 6 failures: 4 more guesses are allowed, then the lock-out */
+    for (int i = 0; i < 4; i++)
+        assert_int_not_equal(failed("192.0.2.50"), UINT32_MAX);
+    assert_int_equal(authfail_locked("192.0.2.50"), 900);
     /* success for an address never seen is harmless */
     authfail_success("192.0.2.51");
+}
+
+static void test_shared_between_processes(void **state)
+{
+    char *dir = make_tmpdir("authfail");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/authfail.tab", dir);
+    assert_int_equal(authfail_attach(path), 0);
+    authfail_reset();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* another service of the root: its failures count for everyone */
+        int bad = authfail_attach(path) != 0;
+        for (int i = 0; i < 10; i++)
+            bad |= failed("192.0.2.77") == UINT32_MAX;
+        _exit(bad);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(authfail_locked("192.0.2.77"), 900);
+    assert_int_equal(authfail_begin("192.0.2.77"), 900);
+    /* a second attach (a restart) keeps what is there */
+    assert_int_equal(authfail_attach(path), 0);
+    assert_int_equal(authfail_locked("192.0.2.77"), 900);
+    authfail_detach();
+    assert_int_equal(authfail_locked("192.0.2.77"), 0); /* back to the private table */
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_counted_before_checking(void **state)
+{
+    /* ten exchanges opened at once, in parallel or held open at the password prompt: only
+     * lock_after of them ever get to check a password */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(authfail_begin("198.51.100.20"), 0);
+    assert_int_equal(authfail_begin("198.51.100.20"), 900);
+    assert_int_equal(authfail_locked("198.51.100.20"), 900);
+    /* the tenth turns out right: the lock-out it set is taken back with it */
+    authfail_success("198.51.100.20");
+    assert_int_equal(authfail_locked("198.51.100.20"), 0);
+    for (int i = 0; i < 9; i++)
+        authfail_failure("198.51.100.20");
+    /* nine failures stand; the next attempt is the tenth and locks */
+    assert_int_equal(authfail_begin("198.51.100.20"), 0);
+    assert_int_equal(authfail_begin("198.51.100.20"), 900);
 }
 
 static void test_configure(void **state)
 {
     authfail_configure(1, 2, 60);
-    assert_int_equal(authfail_failure("192.0.2.1"), 0);
-    assert_int_equal(authfail_failure("192.0.2.1"), 500);
+    assert_int_equal(failed("192.0.2.1"), 0);
+    assert_int_equal(failed("192.0.2.1"), 500);
     assert_int_equal(authfail_locked("192.0.2.1"), 60);
     advance_ms(60 * 1000);
     assert_int_equal(authfail_locked("192.0.2.1"), 0);
 
     /* delays from the first failure */
     authfail_configure(0, 100, 60);
-    assert_int_equal(authfail_failure("192.0.2.2"), 500);
-    assert_int_equal(authfail_failure("192.0.2.2"), 1000);
+    assert_int_equal(failed("192.0.2.2"), 500);
+    assert_int_equal(failed("192.0.2.2"), 1000);
 
     /* lock_after 0: never locked, only slowed down */
     authfail_configure(3, 0, 60);
     for (int i = 0; i < 50; i++)
-        authfail_failure("192.0.2.3");
+        failed("192.0.2.3");
     assert_int_equal(authfail_locked("192.0.2.3"), 0);
-    assert_int_equal(authfail_failure("192.0.2.3"), AUTHFAIL_MAX_DELAY_MS);
+    assert_int_equal(failed("192.0.2.3"), AUTHFAIL_MAX_DELAY_MS);
 
     /* lock_seconds 0: no lock-out either */
     authfail_configure(3, 2, 0);
     for (int i = 0; i < 5; i++)
-        authfail_failure("192.0.2.4");
+        failed("192.0.2.4");
     assert_int_equal(authfail_locked("192.0.2.4"), 0);
 }
 
@@ -158,18 +231,18 @@ static void test_address_keys(void **state)
 {
     authfail_configure(100, 3, 60);
     /* one IPv6 /64 counts as one client */
-    authfail_failure("2001:db8:1:2::1");
-    authfail_failure("2001:db8:1:2:ffff:ffff:ffff:ffff");
+    failed("2001:db8:1:2::1");
+    failed("2001:db8:1:2:ffff:ffff:ffff:ffff");
     assert_int_equal(authfail_locked("2001:db8:1:2::99"), 0);
-    authfail_failure("2001:DB8:1:2:0:0:0:7");
+    failed("2001:DB8:1:2:0:0:0:7");
     assert_int_equal(authfail_locked("2001:db8:1:2::1"), 60);
     assert_int_equal(authfail_locked("2001:db8:1:3::1"), 0);
     assert_int_equal(authfail_test_entries(), 1);
 
     /* an IPv4-mapped address is its IPv4 address */
-    authfail_failure("::ffff:192.0.2.9");
-    authfail_failure("192.0.2.9");
-    authfail_failure("::ffff:192.0.2.9");
+    failed("::ffff:192.0.2.9");
+    failed("192.0.2.9");
+    failed("::ffff:192.0.2.9");
     assert_int_equal(authfail_locked("192.0.2.9"), 60);
     assert_int_equal(authfail_locked("192.0.2.10"), 0);
 
@@ -177,8 +250,8 @@ static void test_address_keys(void **state)
     char longname[300];
     memset(longname, 'h', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    authfail_failure(longname);
-    authfail_failure("SYSTEM");
+    failed(longname);
+    failed("SYSTEM");
     assert_int_equal(authfail_test_entries(), 4);
 }
 
@@ -188,35 +261,35 @@ static void test_eviction(void **state)
 
     /* an old locked address survives a flood of new ones */
     for (int i = 0; i < 10; i++)
-        authfail_failure("192.0.2.200");
+        failed("192.0.2.200");
     assert_int_equal(authfail_locked("192.0.2.200"), 900);
     advance_ms(10);
-    authfail_failure("192.0.2.201"); /* the oldest unlocked entry */
+    failed("192.0.2.201"); /* the oldest unlocked entry */
 
     for (unsigned i = 0; i < AUTHFAIL_TABLE_SIZE - 2; i++) {
         advance_ms(1);
         snprintf(ip, sizeof(ip), "10.%u.%u.%u", i >> 16 & 255, i >> 8 & 255, i & 255);
-        authfail_failure(ip);
+        failed(ip);
     }
     assert_int_equal(authfail_test_entries(), AUTHFAIL_TABLE_SIZE);
     /* the table is full: a new address replaces the oldest unlocked one */
     advance_ms(1);
-    authfail_failure("192.0.2.202");
+    failed("192.0.2.202");
     assert_int_equal(authfail_test_entries(), AUTHFAIL_TABLE_SIZE);
     assert_int_equal(authfail_locked("192.0.2.200"), 900 - 4); /* still locked */
 
     /* 192.0.2.201 was forgotten: with delay_after 3, its count starts over */
     authfail_configure(1, 10, 900);
     advance_ms(1);
-    assert_int_equal(authfail_failure("192.0.2.201"), 0);
+    assert_int_equal(failed("192.0.2.201"), 0);
     /* and now 10.0.0.0, the next oldest, is gone: its second failure is its first */
-    assert_int_equal(authfail_failure("10.0.0.1"), 500); /* still remembered */
-    assert_int_equal(authfail_failure("10.0.0.0"), 0);
+    assert_int_equal(failed("10.0.0.1"), 500); /* still remembered */
+    assert_int_equal(failed("10.0.0.0"), 0);
     assert_int_equal(authfail_test_entries(), AUTHFAIL_TABLE_SIZE);
 
     /* entries whose window is over are reused first */
     advance_ms(900 * 1000);
-    authfail_failure("192.0.2.203");
+    failed("192.0.2.203");
     assert_int_equal(authfail_locked("192.0.2.200"), 0);
 }
 
@@ -229,7 +302,7 @@ static void *hammer(void *arg)
     char ip[32];
     for (unsigned i = 0; i < PER_THREAD; i++) {
         snprintf(ip, sizeof(ip), "172.16.%u.%u", id, i % 50);
-        authfail_failure(ip);
+        failed(ip);
         (void)authfail_locked(ip);
         if (i % 7 == 0) authfail_success("172.16.255.255");
     }
@@ -247,7 +320,7 @@ static void test_threads(void **state)
     assert_int_equal(authfail_test_entries(), THREADS * 50);
     /* each address saw exactly PER_THREAD / 50 failures */
     authfail_configure(3, 1000, 900);
-    assert_int_equal(authfail_failure("172.16.3.7"), 1000); /* the 5th failure */
+    assert_int_equal(failed("172.16.3.7"), 1000); /* the 5th failure */
 }
 
 int main(void)
@@ -257,7 +330,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_success_forgets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_success_takes_back_only_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counted_before_checking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_between_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_address_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),

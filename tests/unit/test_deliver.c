@@ -469,8 +469,10 @@ static void test_rollback_on_queue_failure(void **state)
     add_rcpt(f, "alice", "example.com");
     add_rcpt(f, "bob", "example.com");
     add_rcpt(f, "fwd", "example.com");
-    /* the queue directory is gone */
+    /* the queue directory cannot be used (a file stands where it should be; a directory
+     * that is simply gone would be made again) */
     assert_int_equal(rmdir(f->forward), 0);
+    write_plain(f->forward, "x", 1);
     struct sbuf reply;
     expect_deliver(f, &reply, DELIVER_TEMPFAIL);
     assert_int_equal(strncmp(sbuf_cstr(&reply), "451 4.3.0 ", 10), 0);
@@ -482,6 +484,7 @@ static void test_rollback_on_queue_failure(void **state)
     assert_int_equal(st.st_nlink, 1);
 
     /* the client retries once the directory is back: one copy each, no duplicate */
+    assert_int_equal(unlink(f->forward), 0);
     assert_int_equal(mkdir(f->forward, 0700), 0);
     expect_deliver(f, &reply, DELIVER_OK);
     sbuf_free(&reply);

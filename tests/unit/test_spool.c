@@ -258,11 +258,22 @@ static void test_spool_file_errors(void **state)
 {
     const char *dir = *state;
     struct spool_file f;
+    /* a directory removed under the server is made again */
     char *missing = xasprintf("%s/none", dir);
+    assert_int_equal(spool_file_create(&f, missing, ".tmp"), 0);
+    spool_file_discard(&f);
+    assert_int_equal(rmdir(missing), 0);
+    /* one that cannot be made is an error */
+    char *blocked = xasprintf("%s/file/none", dir);
+    char *file = xasprintf("%s/file", dir);
+    write_plain(file, "x", 1);
     errno = 0;
-    assert_int_equal(spool_file_create(&f, missing, ".tmp"), -1);
-    assert_int_equal(errno, ENOENT);
+    assert_int_equal(spool_file_create(&f, blocked, ".tmp"), -1);
+    assert_int_equal(errno, ENOTDIR);
     assert_null(f.path);
+    unlink(file);
+    free(file);
+    free(blocked);
     free(missing);
 
     /* a disk that fills up: the error is kept and reported by sync */
@@ -300,16 +311,26 @@ static void test_spool_file_errors(void **state)
 static void test_clean_temp(void **state)
 {
     const char *dir = *state;
-    char *a = xasprintf("%s/a.tmp", dir);
+    /* message files of any host go; anything else stays (Temp might be set to a
+     * directory that holds other things) */
+    char *a = xasprintf("%s/1795303806.M408082P9681Q1.mail.example.com.tmp", dir);
+    char *a2 = xasprintf("%s/1.M1P1Q1.old-name.tmp", dir);
     char *b = xasprintf("%s/b.anything", dir);
+    char *c = xasprintf("%s/notes.tmp", dir);
     char *dot = xasprintf("%s/.keep", dir);
     write_plain(a, "a", 1);
+    write_plain(a2, "a", 1);
     write_plain(b, "b", 1);
+    write_plain(c, "c", 1);
     write_plain(dot, "k", 1);
     spool_clean_temp(dir);
     assert_false(exists(a));
-    assert_false(exists(b));
+    assert_false(exists(a2));
+    assert_true(exists(b));
+    assert_true(exists(c));
     assert_true(exists(dot));
+    free(a2);
+    free(c);
     char *missing = xasprintf("%s/none", dir);
     spool_clean_temp(missing); /* no crash */
     free(missing);
@@ -581,13 +602,17 @@ static void test_queue_refuses_injection(void **state)
     close(fd);
     assert_int_equal(count_entries(dir), 1); /* nothing written */
 
-    /* a missing directory */
-    char *missing = xasprintf("%s/none", dir);
+    /* a directory that cannot be made (a file is in the way) */
+    char *file = xasprintf("%s/file", dir);
+    write_plain(file, "x", 1);
+    char *missing = xasprintf("%s/file/none", dir);
     fd = make_message(dir, NULL);
     fill_env(&env, "nodir.mx1.example.com");
     assert_int_equal(spool_queue_write(missing, &env, fd, 0, NULL), -1);
-    assert_int_equal(errno, ENOENT);
+    assert_int_equal(errno, ENOTDIR);
     close(fd);
+    unlink(file);
+    free(file);
     free(missing);
 }
 

@@ -112,23 +112,43 @@ static enum store_result add_alias(struct store *st, const char *local, const ch
 static void test_migrate_from_empty(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(store_schema_version(f->st), 1);
+    assert_int_equal(store_schema_version(f->st), 2);
 
     struct stat sb;
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
     sqlite3 *db = raw_open(f->path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
-                                 " name IN ('domains', 'accounts', 'targets')"),
-                     3);
+                                 " name IN ('domains', 'accounts', 'targets', 'settings')"),
+                     4);
     sqlite3_stmt *s = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
     sqlite3_close(db);
+}
+
+static void test_secret(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char a[32], b[32], c[16];
+    assert_int_equal(store_secret(f->st, "k1", a, sizeof(a)), STORE_OK);
+    assert_int_equal(store_secret(f->st, "k1", b, sizeof(b)), STORE_OK);
+    assert_memory_equal(a, b, sizeof(a)); /* made once, then the same for everyone */
+    assert_int_equal(store_secret(f->st, "k2", c, sizeof(c)), STORE_OK);
+    assert_memory_not_equal(a, c, sizeof(c));
+    /* survives a reopen (another service opening the same store) */
+    store_close(&f->st);
+    const char *error = NULL;
+    f->st = store_open_sqlite(f->path, &error);
+    assert_non_null(f->st);
+    assert_int_equal(store_secret(f->st, "k1", b, sizeof(b)), STORE_OK);
+    assert_memory_equal(a, b, sizeof(a));
+    assert_int_equal(store_secret(f->st, "k1", b, 0), STORE_INVALID);
+    assert_int_equal(store_secret(f->st, "", b, 8), STORE_INVALID);
 }
 
 static void test_reopen(void **state)
@@ -143,7 +163,7 @@ static void test_reopen(void **state)
     for (int i = 0; i < 2; i++) {
         f->st = store_open_sqlite(f->path, &error);
         assert_non_null(f->st);
-        assert_int_equal(store_schema_version(f->st), 1);
+        assert_int_equal(store_schema_version(f->st), 2);
         struct store_account *a = NULL;
         assert_int_equal(store_account_find(f->st, "bob", "example.com", &a, NULL), STORE_OK);
         store_account_free(&a);
@@ -840,6 +860,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_from_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test(test_open_failure),
         cmocka_unit_test_setup_teardown(test_domain_add_list_del, setup, teardown),
