@@ -10,7 +10,7 @@
  *
  * SECURITY: logged text is sanitised (control characters and non-ASCII escaped, long
  * lines cut) so a client cannot forge log lines. Callers never pass passwords or AUTH
- * payloads: sessions log a placeholder ("PASS ****") in their place.
+ * payloads: sessions log "PASS ****" (and the like) in their place.
  */
 #ifndef ALKAID_LOG_H
 #define ALKAID_LOG_H

@@ -38,6 +38,7 @@
 #include "ctl.h"
 #include "fsutil.h"
 #include "sbuf.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 struct record {
@@ -54,30 +55,6 @@ struct fixture {
     struct record rec;
     struct ctl_server *ctl;
 };
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static void handler(const char *command, const char *arg, struct sbuf *reply, void *ctx)
 {
@@ -119,7 +96,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     ctl_server_stop(&f->ctl);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(f->dir);
     pthread_mutex_destroy(&f->rec.lock);
     free(f->path);
     free(f->dir);

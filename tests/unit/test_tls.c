@@ -45,6 +45,7 @@
 #include "conn.h"
 #include "fsutil.h"
 #include "tls.h"
+#include "testutil.h"
 #include "xalloc.h"
 
 #define HOST "mail.example.test"
@@ -59,30 +60,6 @@ struct fixture {
     char *cert;
     char *key;
 };
-
-static char *make_tmpdir(const char *tag)
-{
-    const char *base = getenv("ALKAID_TEST_TMP");
-    if (base == NULL || base[0] == '\0') base = "/tmp";
-    if (fs_mkdirs(base, 0700) < 0) return NULL;
-    char *dir = xasprintf("%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(dir) == NULL) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static int setup(void **state)
 {
@@ -101,7 +78,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(f->dir);
     free(f->cert);
     free(f->key);
     free(f->dir);
