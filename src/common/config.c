@@ -100,6 +100,7 @@ static const struct cfg_key keys[] = {
 
     LISTEN_KEYS("POP3", pop3, "110", "995", "500", "20", "600", 3600),
     LISTEN_KEYS("IMAP", imap, "143", "993", "2000", "50", "1800", 7200),
+    {"IMAP", "MaxSessionsPerUser", CFG_INT, "20", 1, 10000, OFF(imap_max_sessions_per_user), NULL},
 
     {"Control", "Bind", CFG_STR, "127.0.0.1", 0, 0, OFF(control_bind), check_bind},
     {"Control", "AdminPort", CFG_PORT, "32000", 0, 65535, OFF(admin_port), NULL},

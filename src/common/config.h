@@ -64,6 +64,7 @@ struct alkaid_config {
     /* [POP3], [IMAP] */
     struct listen_config pop3;
     struct listen_config imap;
+    int imap_max_sessions_per_user;
 
     /* [Control] */
     char *control_bind;

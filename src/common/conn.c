@@ -143,6 +143,12 @@ enum conn_status conn_fill(struct conn *c, int64_t deadline_ms)
     return read_some(c, deadline_ms, false);
 }
 
+enum conn_status conn_fill_idle(struct conn *c, int64_t deadline_ms)
+{
+    if (c->rpos < c->rlen) return CONN_OK;
+    return read_some(c, deadline_ms, true);
+}
+
 void conn_consume(struct conn *c, size_t n)
 {
     c->rpos += n;

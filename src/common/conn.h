@@ -62,6 +62,9 @@ enum conn_status conn_read_line(struct conn *conn, struct sbuf *line, size_t max
                                 int64_t deadline_ms);
 /* Makes sure at least one unread byte is buffered, reading if needed. */
 enum conn_status conn_fill(struct conn *conn, int64_t deadline_ms);
+/* The same for a session waiting for its next command: gives up with CONN_STOPPED when
+ * *conn->interrupt is set (the service is stopping). */
+enum conn_status conn_fill_idle(struct conn *conn, int64_t deadline_ms);
 /* The unread buffered bytes; conn_consume() marks n of them read. */
 static inline const char *conn_peek(const struct conn *conn, size_t *len_r)
 {

@@ -112,7 +112,8 @@ void log_format_date(char *buf, size_t size, long long unix_time)
              sign, off / 60, off % 60);
 }
 
-/* Appends text to out with control characters, '\\' and non-ASCII escaped, cut at max. */
+/* Appends text to out with control characters, non-ASCII and a backslash before 'x'
+ * escaped as \xNN, cut at max. */
 static void sanitise(struct sbuf *out, const char *text, size_t len, size_t max)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -123,7 +124,10 @@ static void sanitise(struct sbuf *out, const char *text, size_t len, size_t max)
             return;
         }
         unsigned char c = (unsigned char)text[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
+        /* a backslash is escaped only before an 'x', so "\x.." in a log is always one
+         * of our escapes while IMAP's \Seen stays readable */
+        bool escape_backslash = c == '\\' && i + 1 < len && text[i + 1] == 'x';
+        if (c >= 0x20 && c < 0x7f && !escape_backslash) {
             sbuf_putc(out, (char)c);
         } else {
             char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};

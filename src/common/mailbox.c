@@ -177,16 +177,22 @@ uint64_t mailbox_usage(const char *dir)
 
 void mailbox_clean(const char *dir)
 {
+    mailbox_clean_at(dir, time(NULL));
+}
+
+void mailbox_clean_at(const char *dir, time_t now)
+{
     DIR *d = opendir(dir);
     if (d == NULL) return;
-    time_t now = time(NULL);
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
         if (de->d_name[0] != '.' || n < 6 || strcmp(de->d_name + n - 5, ".part") != 0) continue;
         struct stat st;
+        /* ctime, not mtime: an IMAP APPEND sets a work file's mtime to the message's
+         * internal date, which may be long ago */
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            now - st.st_mtime > 36 * 3600)
+            now - st.st_ctime > 36 * 3600)
             unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);

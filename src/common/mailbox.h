@@ -43,7 +43,10 @@ int mailbox_list(const char *dir, struct mailbox_msg **msgs_r, size_t *count_r);
 void mailbox_list_free(struct mailbox_msg **msgs, size_t count);
 /* Bytes used by all messages in the mailbox and its folders; 0 for a missing one. */
 uint64_t mailbox_usage(const char *dir);
-/* Removes hidden work files older than 36 hours (left by a crash during a copy). */
+/* Removes hidden work files (".*.part") whose last change (ctime) is more than 36 hours
+ * old: left by a crash during a copy or an APPEND. */
 void mailbox_clean(const char *dir);
+/* The same, judged as if the time were now (tests). */
+void mailbox_clean_at(const char *dir, time_t now);
 
 #endif
