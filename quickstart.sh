@@ -83,10 +83,13 @@ Alkaid is running (root: $ROOT)
   SMTPS          127.0.0.1:$(port SMTP TLSPort)   (implicit TLS)
   POP3           127.0.0.1:$(port POP3 Port)   (STLS)
   POP3S          127.0.0.1:$(port POP3 TLSPort)   (implicit TLS)
+  IMAP           127.0.0.1:$(port IMAP Port)   (STARTTLS)
+  IMAPS          127.0.0.1:$(port IMAP TLSPort)   (implicit TLS)
 
 Try it:
   swaks --server 127.0.0.1:$(port SMTP Port) --to $USER --from you@example.com
   curl -k --user '$USER:<password>' pop3s://127.0.0.1:$(port POP3 TLSPort)/1
+  curl -k --user '$USER:<password>' 'imaps://127.0.0.1:$(port IMAP TLSPort)/INBOX;UID=1'
 
 Logs are in $ROOT/log/, mail in $ROOT/mail/. Stop with: ./quickstart.sh stop
 MSG
