@@ -22,7 +22,8 @@
  * SECURITY: the input is attacker-controlled (anyone can mail us). Nesting depth
  * (MIME_MAX_DEPTH), number of parts (MIME_MAX_PARTS), parameters per header and their
  * lengths are bounded; past a bound the rest is treated as opaque data. Work is linear
- * in the message size (boundaries are searched once per nesting level). Rendering
+ * in the message size (the message is read once; each line that starts with "--" is
+ * compared with the enclosing boundaries). Rendering
  * escapes every string it emits (quoted strings or literals), so a header value cannot
  * break an IMAP response.
  */
