@@ -115,9 +115,11 @@ static void check_seqset(const char *s)
     }
     CHECK(set.nranges > 0 && set.nranges <= IMAP_SEQSET_MAX_RANGES);
     for (size_t i = 0; i < set.nranges; i++) {
-        CHECK(set.ranges[i].lo >= 1 && set.ranges[i].lo <= set.ranges[i].hi);
-        CHECK(imap_seqset_contains(&set, set.ranges[i].lo, UINT32_MAX - 1) ||
-              set.ranges[i].lo == UINT32_MAX);
+        uint32_t lo = set.ranges[i].lo, hi = set.ranges[i].hi;
+        bool star = lo == IMAP_SEQ_STAR || hi == IMAP_SEQ_STAR;
+        CHECK(star || lo <= hi);
+        /* with '*' as the largest possible value every range contains its ends */
+        CHECK(imap_seqset_contains(&set, lo == IMAP_SEQ_STAR ? UINT32_MAX : lo, UINT32_MAX));
     }
     imap_seqset_free(&set);
 }

@@ -46,12 +46,13 @@ struct entry {
     bool used;
     char key[KEY_MAX];
     unsigned failures;
-    uint64_t window_start; /* ms, first failure of the current window */
-    uint64_t last;         /* ms, last time this entry was touched */
-    uint64_t locked_until; /* ms, 0 if not locked */
+    uint64_t window_start;                    /* ms, first failure of the current window */
+    uint64_t last;                            /* ms, last time this entry was touched */
+    uint64_t locked_until;                    /* ms, 0 if not locked */
+    uint64_t inflight[AUTHFAIL_MAX_INFLIGHT]; /* expiry (ms) of each slot in use, 0 free */
 };
 
-#define SHARED_MAGIC 0x414b4146u /* "AKAF" */
+#define SHARED_MAGIC 0x414b4147u /* "AKAG": entries with in-flight slots */
 
 static void authfail_detach_locked(void);
 
@@ -178,9 +179,19 @@ static void make_key(const char *ip, char key[KEY_MAX])
     key[len] = '\0';
 }
 
-/* True if e holds nothing worth keeping at now: its lock-out or its window is over. */
+static unsigned live_slots(const struct entry *e, uint64_t now)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < AUTHFAIL_MAX_INFLIGHT; i++)
+        n += e->inflight[i] > now;
+    return n;
+}
+
+/* True if e holds nothing worth keeping at now: its lock-out or its window is over and
+ * no attempt is in flight. */
 static bool expired(const struct entry *e, uint64_t now)
 {
+    if (live_slots(e, now)) return false;
     if (e->locked_until) return now >= e->locked_until;
     return now - e->window_start >= window_ms();
 }
@@ -261,62 +272,94 @@ unsigned authfail_locked(const char *ip)
     return left;
 }
 
-unsigned authfail_begin(const char *ip)
+/* The entry for key, made if missing. Called with the table locked. */
+static struct entry *get_entry(const char *key, uint64_t now)
 {
-    char key[KEY_MAX];
-    unsigned left = 0;
-
-    make_key(ip, key);
-    table_lock();
-    uint64_t now = now_ms();
     struct entry *e = find(key, now);
-    if (e && e->locked_until > now) {
-        left = (unsigned)((e->locked_until - now + 999) / 1000);
-        goto out;
-    }
     if (e == NULL) {
         e = take_slot(now);
         memset(e, 0, sizeof(*e));
         e->used = true;
-        memcpy(e->key, key, sizeof(e->key));
+        memcpy(e->key, key, KEY_MAX);
         e->window_start = now;
     }
-    if (e->failures < UINT32_MAX) e->failures++;
     e->last = now;
-    /* this attempt may go on; the ones after it may not */
-    if (lockout_enabled() && !e->locked_until && e->failures >= cfg_lock_after)
-        e->locked_until = now + (uint64_t)cfg_lock_seconds * 1000;
-out:
-    table_unlock();
-    return left;
+    return e;
 }
 
-unsigned authfail_failure(const char *ip)
+/* Tries to take an in-flight slot: 0 done, -1 none free now, else seconds locked. */
+static long try_begin(const char *key, struct authfail_attempt *a)
 {
-    char key[KEY_MAX];
-    unsigned delay = 0;
+    uint64_t now = now_ms();
+    struct entry *e = get_entry(key, now);
+    if (e->locked_until > now) return (long)((e->locked_until - now + 999) / 1000);
+    if (e->locked_until) { /* the lock-out is over: start again from nothing */
+        memset(e->inflight, 0, sizeof(e->inflight));
+        e->failures = 0;
+        e->locked_until = 0;
+        e->window_start = now;
+    }
+    unsigned allowed = AUTHFAIL_MAX_INFLIGHT;
+    if (lockout_enabled())
+        allowed = cfg_lock_after > e->failures ? cfg_lock_after - e->failures : 0;
+    if (allowed > AUTHFAIL_MAX_INFLIGHT) allowed = AUTHFAIL_MAX_INFLIGHT;
+    if (live_slots(e, now) >= allowed) return -1;
+    for (int i = 0; i < AUTHFAIL_MAX_INFLIGHT; i++) {
+        if (e->inflight[i] > now) continue;
+        e->inflight[i] = now + AUTHFAIL_SLOT_MS;
+        a->slot = i;
+        a->expires = e->inflight[i];
+        return 0;
+    }
+    return -1;
+}
 
-    make_key(ip, key);
+unsigned authfail_begin(const char *ip, struct authfail_attempt *a)
+{
+    make_key(ip, a->key);
+    a->slot = -1;
+    a->expires = 0;
+    for (int waited = 0;; waited += 20) {
+        table_lock();
+        long r = try_begin(a->key, a);
+        table_unlock();
+        if (r >= 0) return (unsigned)r;
+        /* every slot is taken by attempts still being judged: wait for one */
+        if (waited >= AUTHFAIL_WAIT_MS || test_clock) return 1;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Gives a's slot back. Called with the table locked; returns the entry (or NULL). */
+static struct entry *release(struct authfail_attempt *a, uint64_t now)
+{
+    struct entry *e = find(a->key, now);
+    if (e && a->slot >= 0 && a->slot < AUTHFAIL_MAX_INFLIGHT && e->inflight[a->slot] == a->expires)
+        e->inflight[a->slot] = 0;
+    a->slot = -1;
+    return e;
+}
+
+unsigned authfail_failure(struct authfail_attempt *a)
+{
     table_lock();
-    struct entry *e = find(key, now_ms());
-    if (e) delay = delay_for(e->failures);
+    uint64_t now = now_ms();
+    struct entry *e = release(a, now);
+    if (e == NULL) e = get_entry(a->key, now);
+    if (e->failures < UINT32_MAX) e->failures++;
+    e->last = now;
+    if (lockout_enabled() && !e->locked_until && e->failures >= cfg_lock_after)
+        e->locked_until = now + (uint64_t)cfg_lock_seconds * 1000;
+    unsigned delay = delay_for(e->failures);
     table_unlock();
     return delay;
 }
 
-void authfail_success(const char *ip)
+void authfail_done(struct authfail_attempt *a)
 {
-    char key[KEY_MAX];
-
-    make_key(ip, key);
     table_lock();
-    struct entry *e = find(key, now_ms());
-    if (e && e->failures > 0) {
-        e->failures--;
-        /* a lock-out this very attempt triggered is taken back with it */
-        if (e->locked_until && lockout_enabled() && e->failures < cfg_lock_after)
-            e->locked_until = 0;
-    }
+    release(a, now_ms());
     table_unlock();
 }
 

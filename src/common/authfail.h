@@ -1,16 +1,21 @@
 /* authfail.h - slowing down and then refusing password guessing, per client address
  *
- * Every authentication attempt is counted when it begins (authfail_begin()), before any
- * password is checked, and only a successful attempt takes itself back off the count
- * (authfail_success()). So at most lock_after passwords from one address are ever
- * checked within the window, however many connections the client opens in parallel or
- * holds open mid-exchange, and logging in to one's own account does not wipe the count
- * of guesses at other accounts. After delay_after counted attempts each failure is
- * answered only after a growing delay.
+ * Failed logins are counted per client address within a window; after delay_after of
+ * them each further failure is answered only after a growing delay, after lock_after the
+ * address is locked out for lock_seconds. A successful login takes nothing away (logging
+ * in to one's own account does not clear the guesses at others).
+ *
+ * So that parallel connections, or exchanges held open at the password prompt, cannot get
+ * more guesses checked than lock_after, every attempt takes an in-flight slot of its
+ * address before any password is checked (authfail_begin()) and gives it back when it
+ * ends: at most lock_after - failures attempts of one address are in flight at once. A
+ * further attempt waits (up to AUTHFAIL_WAIT_MS) for a slot instead of being refused, so
+ * a burst of correct logins from one address (a webmail front end) is only queued. A slot
+ * that is never given back (a crashed process) frees itself after AUTHFAIL_SLOT_MS.
  *
  * The table is shared by the services of a root (authfail_attach(): a small file under
  * run/, mapped into each process, access serialised with flock), so an address locked
- * out of POP3 is locked out of SMTP too. Without it, each process has its own table.
+ * out of POP3 is locked out of SMTP and IMAP too. Without it, each process has its own.
  *
  * SECURITY: the table is bounded (AUTHFAIL_TABLE_SIZE addresses); when it is full the
  * least recently touched unlocked entry is reused, so a flood of addresses can at worst
@@ -19,10 +24,25 @@
 #ifndef ALKAID_AUTHFAIL_H
 #define ALKAID_AUTHFAIL_H
 
+#include <stdint.h>
+
 /* How many client addresses the table remembers at most. */
 #define AUTHFAIL_TABLE_SIZE 4096
 /* The longest delay authfail_failure() asks for, in milliseconds. */
 #define AUTHFAIL_MAX_DELAY_MS 5000
+/* Attempts of one address in flight at once, at most (also bounded by lock_after). */
+#define AUTHFAIL_MAX_INFLIGHT 16
+/* How long an attempt waits for an in-flight slot before it is refused. */
+#define AUTHFAIL_WAIT_MS 10000
+/* After this long an in-flight slot is considered abandoned. */
+#define AUTHFAIL_SLOT_MS 120000
+
+/* One attempt between authfail_begin() and its end. */
+struct authfail_attempt {
+    char key[48];
+    int slot;         /* -1: none held */
+    uint64_t expires; /* identifies the slot this attempt holds */
+};
 
 /* Configures the policy (callable again on reload). delay_after: attempts before delays
  * start; lock_after: attempts before the lock-out; lock_seconds: lock-out length and the
@@ -35,14 +55,17 @@ void authfail_configure(unsigned delay_after, unsigned lock_after, unsigned lock
 int authfail_attach(const char *path);
 void authfail_detach(void);
 
-/* An authentication attempt from ip is about to check a password: 0 if it may (it is
- * counted now), otherwise the seconds left in ip's lock-out (nothing is counted). */
-unsigned authfail_begin(const char *ip);
-/* The attempt failed: how many milliseconds to wait before answering (0 for the first
- * few attempts, growing up to AUTHFAIL_MAX_DELAY_MS). */
-unsigned authfail_failure(const char *ip);
-/* The attempt succeeded: it no longer counts (other attempts of ip still do). */
-void authfail_success(const char *ip);
+/* An attempt from ip is about to check a password: 0 once it holds an in-flight slot
+ * (it may have waited for one), otherwise the seconds left in ip's lock-out (or 1 if no
+ * slot came free in time). a is filled for the calls that end the attempt. */
+unsigned authfail_begin(const char *ip, struct authfail_attempt *a);
+/* The attempt failed: counts the failure and gives the slot back; returns how many
+ * milliseconds to wait before answering (0 for the first few failures, growing up to
+ * AUTHFAIL_MAX_DELAY_MS). */
+unsigned authfail_failure(struct authfail_attempt *a);
+/* The attempt succeeded, or ended without a password being judged (cancelled, a store
+ * failure): gives the slot back, counts nothing. */
+void authfail_done(struct authfail_attempt *a);
 /* 0 if ip is not locked out now, otherwise the seconds left (counts nothing). */
 unsigned authfail_locked(const char *ip);
 /* Forgets everything (tests). */

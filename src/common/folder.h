@@ -53,15 +53,16 @@
 
 #include "sbuf.h"
 
-#define FOLDER_INDEX ".alkaid-index"
-#define FOLDER_LOCK ".alkaid-lock"
-#define FOLDER_SUBSCRIPTIONS ".alkaid-subscriptions" /* in the mailbox root */
-#define FOLDER_NOSELECT ".alkaid-noselect"           /* in a \Noselect folder's directory */
+#define FOLDER_INDEX            ".alkaid-index"
+#define FOLDER_LOCK             ".alkaid-lock"
+#define FOLDER_SUBSCRIPTIONS    ".alkaid-subscriptions" /* in the mailbox root */
+#define FOLDER_NOSELECT         ".alkaid-noselect"      /* in a \Noselect folder's directory */
+#define FOLDER_UIDVALIDITY_MARK ".alkaid-uidvalidity"   /* the highest UIDVALIDITY it had */
 
-#define FOLDER_MAX_KEYWORDS 64   /* per folder (the keyword bit mask is 64 bits) */
+#define FOLDER_MAX_KEYWORDS    64 /* per folder (the keyword bit mask is 64 bits) */
 #define FOLDER_MAX_KEYWORD_LEN 64
-#define FOLDER_MAX_NAME 1000     /* octets of a full folder name */
-#define FOLDER_MAX_DEPTH 16      /* hierarchy levels */
+#define FOLDER_MAX_NAME        1000 /* octets of a full folder name */
+#define FOLDER_MAX_DEPTH       16   /* hierarchy levels */
 
 /* System flags (bits of folder_msg.flags). \Recent is per session, not stored. */
 enum {
@@ -77,9 +78,9 @@ struct folder_msg {
     uint32_t flags;    /* FOLDER_* */
     uint64_t keywords; /* bit i: keyword i of folder_keyword() */
     uint64_t modseq;
-    uint64_t size;     /* octets of the file = RFC822.SIZE */
+    uint64_t size; /* octets of the file = RFC822.SIZE */
     time_t internaldate;
-    char *file;        /* "<id>.eml" */
+    char *file; /* "<id>.eml" */
 };
 
 struct folder;
@@ -90,7 +91,7 @@ enum folder_result {
     FOLDER_EXISTS = 2,   /* create/rename onto an existing one */
     FOLDER_INVALID = 3,  /* a name or argument refused (see error_r) */
     FOLDER_NOSELECTABLE = 4,
-    FOLDER_ERROR = -1,   /* I/O error: a temporary failure (see error_r) */
+    FOLDER_ERROR = -1, /* I/O error: a temporary failure (see error_r) */
 };
 
 /* ---- names ------------------------------------------------------------------------ */
@@ -108,9 +109,9 @@ char *folder_path(const char *mailbox_dir, const char *name);
 /* ---- the folders of a mailbox ------------------------------------------------------ */
 
 struct folder_info {
-    char *name;       /* e.g. "INBOX", "Sent", "Work/2026" (modified UTF-7) */
-    bool noselect;    /* \Noselect: a deleted folder kept for its children */
-    bool children;    /* has subfolders */
+    char *name;    /* e.g. "INBOX", "Sent", "Work/2026" (modified UTF-7) */
+    bool noselect; /* \Noselect: a deleted folder kept for its children */
+    bool children; /* has subfolders */
     bool subscribed;
     const char *special; /* "\\Sent", "\\Drafts", "\\Trash", "\\Junk" or NULL */
 };
@@ -132,6 +133,11 @@ enum folder_result folder_rename(const char *mailbox_dir, const char *from, cons
                                  const char **error_r);
 enum folder_result folder_subscribe(const char *mailbox_dir, const char *name, bool subscribe,
                                     const char **error_r);
+/* The subscribed names, whether or not those folders exist (RFC 3501 6.3.6: a name
+ * stays subscribed until it is unsubscribed). *names_r: xmalloc'ed array of xmalloc'ed
+ * strings (free each, then the array). */
+enum folder_result folder_subscriptions(const char *mailbox_dir, char ***names_r, size_t *count_r,
+                                        const char **error_r);
 
 /* ---- one folder ------------------------------------------------------------------- */
 
@@ -163,14 +169,12 @@ int folder_keyword_bit(struct folder *f, const char *name);
 /* Adds a message file to the folder: the data of src_fd (read from offset 0) is written
  * to "<new id>.eml" (through a hidden temporary name, fsynced, renamed), its mtime set
  * to internaldate, and it gets the next UID with flags/keywords. *uid_r: the UID. */
-enum folder_result folder_append(struct folder *f, int src_fd, time_t internaldate,
-                                 uint32_t flags, uint64_t keywords, uint32_t *uid_r,
-                                 const char **error_r);
+enum folder_result folder_append(struct folder *f, int src_fd, time_t internaldate, uint32_t flags,
+                                 uint64_t keywords, uint32_t *uid_r, const char **error_r);
 /* Like folder_append() with the message in memory. */
 enum folder_result folder_append_data(struct folder *f, const void *data, size_t len,
-                                      time_t internaldate, uint32_t flags,
-                                      const char **keywords, size_t nkeywords,
-                                      uint32_t *uid_r, const char **error_r);
+                                      time_t internaldate, uint32_t flags, const char **keywords,
+                                      size_t nkeywords, uint32_t *uid_r, const char **error_r);
 /* Copies the messages uids[0..n) of src into dst (hard links where possible), keeping
  * flags, keywords and internal dates; new_uids_r (n entries) receives their UIDs in dst.
  * UIDs that no longer exist in src are skipped (their new_uids entry is 0). */
@@ -201,10 +205,10 @@ struct folder_view {
     struct folder *folder;
     uint32_t *uids; /* sequence number i+1 is uids[i] */
     size_t count;
-    uint64_t modseq;   /* highest modseq this view has reported */
-    uint32_t *recent;  /* \Recent UIDs claimed by this view (sorted) */
+    uint64_t modseq;  /* highest modseq this view has reported */
+    uint32_t *recent; /* \Recent UIDs claimed by this view (sorted) */
     size_t nrecent;
-    bool readonly;     /* EXAMINE: claims no \Recent and changes nothing */
+    bool readonly;        /* EXAMINE: claims no \Recent and changes nothing */
     uint32_t uidvalidity; /* the folder's at folder_view_init() */
 };
 
@@ -215,8 +219,8 @@ struct folder_changes {
     uint32_t *expunged_uids; /* the same messages' UIDs (for VANISHED, logs) */
     uint32_t *changed_uids;  /* messages (still in the view) whose flags/modseq changed */
     size_t nchanged;
-    size_t exists;           /* the view's new message count, if it grew (else 0) */
-    size_t recent;           /* the view's \Recent count (meaningful with exists) */
+    size_t exists; /* the view's new message count, if it grew (else 0) */
+    size_t recent; /* the view's \Recent count (meaningful with exists) */
 };
 
 /* Starts a view of f (SELECT/EXAMINE): all current messages; claims \Recent ones unless

@@ -573,7 +573,22 @@ static enum folder_result rebuild(struct folder *f, const char *why, uint32_t ol
     closedir(d);
     if (n > 1) qsort(files, n, sizeof(*files), cmp_found);
     if (old_uidvalidity < f->uidvalidity) old_uidvalidity = f->uidvalidity;
+    /* the highest UIDVALIDITY this folder ever had survives the loss of its index, so a
+     * rebuilt one is always greater (RFC 3501 2.3.1.1), even within the same second */
+    char *mark = xasprintf("%s/" FOLDER_UIDVALIDITY_MARK, f->path);
+    char *text = fs_read_file(mark, 64, NULL);
+    if (text) {
+        unsigned long prev = strtoul(text, NULL, 10);
+        if (prev > old_uidvalidity && prev < UINT32_MAX) old_uidvalidity = (uint32_t)prev;
+        free(text);
+    }
     uint32_t uv = new_uidvalidity(old_uidvalidity);
+    char num[16];
+    int numlen = snprintf(num, sizeof(num), "%" PRIu32 "\n", uv);
+    if (fs_write_file_atomic(mark, num, (size_t)numlen, 0600) < 0)
+        log_error(LOG_IMAP, NULL, "folder %s: cannot record UIDVALIDITY in %s: %s", f->path,
+                  FOLDER_UIDVALIDITY_MARK, strerror(errno));
+    free(mark);
     struct sbuf content = SBUF_INIT(SBUF_NO_MAX);
     sbuf_printf(&content, FOLDER_INDEX_MAGIC " %" PRIu32 " %zu 1\n", uv, n + 1);
     for (size_t i = 0; i < n; i++)

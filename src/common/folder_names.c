@@ -194,6 +194,36 @@ enum folder_result folder_subscribe(const char *mailbox_dir, const char *name, b
     return r;
 }
 
+enum folder_result folder_subscriptions(const char *mailbox_dir, char ***names_r, size_t *count_r,
+                                        const char **error_r)
+{
+    *names_r = NULL;
+    *count_r = 0;
+    char *text = subs_read(mailbox_dir);
+    if (text == NULL)
+        return errno == ENOENT ? FOLDER_OK
+                               : folder_fail(error_r, FOLDER_ERROR,
+                                             "cannot read the subscriptions: %s", strerror(errno));
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t ll = nl ? (size_t)(nl - p) : strlen(p);
+        if (ll > 0) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                names = xreallocarray(names, cap, sizeof(char *));
+            }
+            names[n++] = xstrndup(p, ll);
+        }
+        p = nl ? nl + 1 : p + ll;
+    }
+    free(text);
+    *names_r = names;
+    *count_r = n;
+    return FOLDER_OK;
+}
+
 /* ---- the tree ----------------------------------------------------------------------- */
 
 /* Whether directory fd has a subdirectory (a subfolder, or INBOX's children). */
@@ -329,6 +359,7 @@ void folder_list_free(struct folder_info **list, size_t count)
 static int make_dirs(const char *mailbox_dir, const char *path)
 {
     size_t base = strlen(mailbox_dir);
+    if (strlen(path) <= base) return 0; /* the mailbox directory itself: nothing to make */
     char *buf = xstrdup(path);
     int r = 0;
     for (char *p = buf + base + 1; r == 0; p++) {

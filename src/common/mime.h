@@ -37,8 +37,8 @@
 
 #include "sbuf.h"
 
-#define MIME_MAX_DEPTH 32
-#define MIME_MAX_PARTS 2000
+#define MIME_MAX_DEPTH  32
+#define MIME_MAX_PARTS  2000
 #define MIME_MAX_PARAMS 32
 
 struct mime_param {
@@ -50,27 +50,27 @@ struct mime_part {
     /* offsets into the message buffer */
     size_t header_start, header_end; /* header_end: after the blank line (or = body_start) */
     size_t body_start, body_end;
-    unsigned lines;                  /* body lines, for BODYSTRUCTURE of text/ and message/ */
-    char *type, *subtype;            /* lower-cased; "text"/"plain" by default */
-    struct mime_param *params;       /* Content-Type parameters */
+    unsigned lines;            /* body lines, for BODYSTRUCTURE of text/ and message/ */
+    char *type, *subtype;      /* lower-cased; "text"/"plain" by default */
+    struct mime_param *params; /* Content-Type parameters */
     size_t nparams;
     char *id, *description, *encoding, *md5, *location; /* raw values or NULL */
-    char *disposition;               /* lower-cased, or NULL */
+    char *disposition;                                  /* lower-cased, or NULL */
     struct mime_param *disp_params;
     size_t ndisp_params;
     char **languages;
     size_t nlanguages;
-    struct mime_part *children;      /* multipart parts, or the one message/rfc822 part */
+    struct mime_part *children; /* multipart parts, or the one message/rfc822 part */
     size_t nchildren;
-    bool is_message;                 /* message/rfc822 (or message/global): children[0] is
-                                        the encapsulated message */
+    bool is_message; /* message/rfc822 (or message/global): children[0] is
+                        the encapsulated message */
 };
 
 struct mime_message {
     const char *data;
     size_t len;
     struct mime_part root;
-    size_t nparts;                   /* parts created (bounded by MIME_MAX_PARTS) */
+    size_t nparts; /* parts created (bounded by MIME_MAX_PARTS) */
 };
 
 /* Parses data[0..len) (which must stay valid while msg is used). Never fails. */
@@ -85,8 +85,8 @@ const struct mime_part *mime_find(const struct mime_message *msg, const char *pa
 /* IMAP renderings, appended to out. */
 void mime_envelope(const struct mime_message *msg, const struct mime_part *message_part,
                    struct sbuf *out);
-void mime_bodystructure(const struct mime_message *msg, const struct mime_part *part,
-                        bool extended, struct sbuf *out);
+void mime_bodystructure(const struct mime_message *msg, const struct mime_part *part, bool extended,
+                        struct sbuf *out);
 
 /* Appends to out the header of part with only (exclude false) or without (exclude true)
  * the fields named in names[0..n) (case-insensitive), followed by the blank line, as

@@ -18,7 +18,7 @@
 
 bool imap_auth_begin(struct imap_session *s)
 {
-    unsigned left = authfail_begin(s->ip);
+    unsigned left = authfail_begin(s->ip, &s->af);
     if (left == 0) return true;
     log_line(LOG_IMAP, s->ip, "Authentication refused: address locked out for %u more seconds",
              left);
@@ -85,12 +85,12 @@ void imap_auth_finish(struct imap_auth *a, enum sasl_status st, const char *user
     struct imap_session *s = a->s;
     switch (st) {
     case SASL_STATUS_OK:
-        authfail_success(s->ip);
+        authfail_done(&s->af);
         logged_in(a, user, how);
         break;
     case SASL_STATUS_FAIL: {
         __atomic_fetch_add(&s->ctx->auth_failures, 1, __ATOMIC_RELAXED);
-        unsigned delay = authfail_failure(s->ip);
+        unsigned delay = authfail_failure(&s->af);
         log_line(LOG_IMAP, s->ip, "Authentication failed (%s) for %s", how, user ? user : "?");
         if (delay) {
             conn_flush(s->conn, conn_now_ms() + 10000);
@@ -100,12 +100,12 @@ void imap_auth_finish(struct imap_auth *a, enum sasl_status st, const char *user
         break;
     }
     case SASL_STATUS_TEMPFAIL:
-        authfail_success(s->ip); /* no password was judged */
+        authfail_done(&s->af); /* no password was judged */
         log_error(LOG_IMAP, s->ip, "Authentication not possible: the account store did not answer");
         imap_no(s, "[UNAVAILABLE] Authentication is temporarily unavailable, try again later");
         break;
     default:
-        authfail_success(s->ip);
+        authfail_done(&s->af);
         imap_bad(s, "Malformed authentication exchange");
         break;
     }

@@ -63,7 +63,7 @@ void imap_cmd_authenticate(struct imap_session *s, const struct imap_command *cm
         log_proto(LOG_IMAP, s->ip, "<<<", "****", 4);
         if (strcmp(sbuf_cstr(&line), "*") == 0) {
             /* cancelled: no password was judged, the attempt does not count */
-            authfail_success(s->ip);
+            authfail_done(&s->af);
             store_account_free(&a.account);
             sasl_server_free(&sasl);
             imap_bad(s, "Authentication cancelled");

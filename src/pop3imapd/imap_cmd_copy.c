@@ -2,7 +2,8 @@
  *
  * The target must exist ("NO [TRYCREATE]" otherwise). COPY is all or nothing as far as
  * we can tell: if a message of the set has been expunged meanwhile, nothing is copied
- * and the answer is NO [EXPUNGEISSUED] (RFC 2180 4.4.1). The copies keep flags,
+ * and the answer is NO [EXPUNGEISSUED] (RFC 2180 4.4.1), except for UID COPY/MOVE, which
+ * ignore UIDs that no longer exist (RFC 3501 6.4.8). The copies keep flags,
  * keywords and internal dates (folder_copy; a copy into the selected folder itself goes
  * through folder_append, as the folder is shared and must not be locked twice). The
  * answer carries "[COPYUID uidvalidity source-uids destination-uids]" (RFC 4315).
@@ -75,14 +76,20 @@ void imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
         imap_folder_error(s, r, err, name);
         goto out;
     }
+    /* COPY of an expunged message copies nothing (RFC 2180 4.4.1); UID COPY ignores
+     * UIDs that no longer exist (RFC 3501 6.4.8) */
+    size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         struct folder_msg msg;
         if (folder_get(s->folder, uids[i], &msg) != FOLDER_OK) {
+            if (cmd->uid) continue;
             imap_no(s, "[EXPUNGEISSUED] Some of the requested messages no longer exist");
             goto out;
         }
         free(msg.file);
+        uids[kept++] = uids[i];
     }
+    n = kept;
     if (n == 0) {
         /* UID COPY of UIDs that are not there: nothing to do (RFC 4315: no COPYUID) */
         imap_ok(s, "%s completed", move ? "Move" : "Copy");

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "imap_session.h"
+#include "xalloc.h"
 
 void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
@@ -12,7 +13,17 @@ void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
         imap_bad(s, "Syntax: CREATE mailbox");
         return;
     }
-    char *name = imap_mailbox_arg(s, &cmd->args[0]);
+    /* a trailing delimiter only says that subfolders are meant to follow: ignored
+     * (RFC 3501 6.3.3) */
+    struct imap_arg arg = cmd->args[0];
+    char *trimmed = NULL;
+    if (imap_arg_astring(&arg) && arg.len > 1 && arg.str[arg.len - 1] == '/') {
+        trimmed = xstrndup(arg.str, arg.len - 1);
+        arg.str = trimmed;
+        arg.len--;
+    }
+    char *name = imap_mailbox_arg(s, &arg);
+    free(trimmed);
     if (name == NULL) return;
     const char *err = NULL;
     enum folder_result r = folder_create(s->mailbox_dir, name, &err);

@@ -5,8 +5,8 @@
  * read-only), then each message is rendered in turn: its record read, its file mapped
  * only if the plan needs the text, its response streamed. Those that had \Seen set carry
  * their new FLAGS and are marked reported, so the updates after the command do not
- * repeat them. A message expunged meanwhile by another session is skipped and the
- * command ends NO [EXPUNGEISSUED] (RFC 2180 4.1.3, RFC 5530), the others being sent.
+ * repeat them. A message expunged meanwhile by another session is skipped; FETCH then
+ * ends NO [EXPUNGEISSUED] (RFC 2180 4.1.3, RFC 5530), UID FETCH OK (RFC 3501 6.4.8).
  *
  * SECURITY: the sequence set is checked against the view (past the end is BAD); one
  * message at a time is mapped, so memory stays bounded by the largest header or MIME
@@ -155,7 +155,9 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
     free(seen);
     free(uids);
     imap_fetch_plan_free(&plan);
-    if (gone > 0)
+    /* RFC 3501 6.4.8: UIDs that no longer exist are ignored; a sequence number that
+     * stands for an expunged message is reported (RFC 2180 4.1.3) */
+    if (gone > 0 && !cmd->uid)
         imap_no(s, "[EXPUNGEISSUED] Some of the requested messages no longer exist");
     else
         imap_ok(s, "%sFETCH completed", cmd->uid ? "UID " : "");

@@ -54,6 +54,71 @@ static bool list_match(const char *pattern, const char *name)
     return m;
 }
 
+static bool name_in(char **names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return true;
+    return false;
+}
+
+static void lsub_line(struct imap_session *s, const char *name, bool noselect)
+{
+    struct sbuf line = SBUF_INIT(SBUF_NO_MAX);
+    sbuf_printf(&line, "* LSUB (%s) \"/\" ", noselect ? "\\Noselect" : "");
+    imap_sbuf_astring(&line, name);
+    imap_send(s, "%s", sbuf_cstr(&line));
+    sbuf_free(&line);
+}
+
+/* LSUB: the subscription list, whether or not the folders exist (RFC 3501 6.3.9); with
+ * '%', an unsubscribed parent of a subscribed name is listed as \Noselect. */
+static void list_subscriptions(struct imap_session *s, const char *pattern)
+{
+    char **subs = NULL, **shown = NULL;
+    size_t n = 0, nshown = 0;
+    struct folder_info *list = NULL;
+    size_t nlist = 0;
+    const char *err = NULL;
+    enum folder_result r = folder_subscriptions(s->mailbox_dir, &subs, &n, &err);
+    if (r == FOLDER_OK) r = folder_list(s->mailbox_dir, &list, &nlist, &err);
+    if (r != FOLDER_OK) {
+        imap_folder_error(s, r, err, "");
+        goto out;
+    }
+    shown = xcalloc(n * 2 + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = subs[i];
+        if (list_match(pattern, name)) {
+            bool selectable = false;
+            for (size_t k = 0; k < nlist; k++)
+                if (strcmp(list[k].name, name) == 0) selectable = !list[k].noselect;
+            lsub_line(s, name, !selectable);
+            continue;
+        }
+        if (strchr(pattern, '%') == NULL) continue;
+        /* the nearest ancestor the pattern matches stands in for it */
+        char *anc = xstrdup(name);
+        for (char *slash = strrchr(anc, '/'); slash; slash = strrchr(anc, '/')) {
+            *slash = '\0';
+            if (!list_match(pattern, anc)) continue;
+            if (!name_in(subs, n, anc) && !name_in(shown, nshown, anc)) {
+                lsub_line(s, anc, true);
+                shown[nshown++] = xstrdup(anc);
+            }
+            break;
+        }
+        free(anc);
+    }
+out:
+    for (size_t i = 0; i < nshown; i++)
+        free(shown[i]);
+    free(shown);
+    for (size_t i = 0; i < n; i++)
+        free(subs[i]);
+    free(subs);
+    folder_list_free(&list, nlist);
+}
+
 void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 {
     bool lsub = strcmp(cmd->name, "LSUB") == 0;
@@ -119,6 +184,12 @@ void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
             return;
         }
     }
+    if (lsub) {
+        char *full = xasprintf("%s%s", ref, imap_arg_astring(&pats[0]));
+        list_subscriptions(s, full);
+        free(full);
+        return;
+    }
     /* LIST "" "": the hierarchy delimiter */
     if (npats == 1 && *imap_arg_astring(&pats[0]) == '\0' && !lsub) {
         imap_send(s, "* LIST (\\Noselect) \"/\" \"\"");
@@ -136,7 +207,7 @@ void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
     struct sbuf line = SBUF_INIT(SBUF_NO_MAX);
     for (size_t i = 0; i < n; i++) {
         const struct folder_info *f = &list[i];
-        if ((lsub || sel_subscribed) && !f->subscribed) continue;
+        if (sel_subscribed && !f->subscribed) continue;
         if (sel_special && f->special == NULL) continue;
         bool match = false;
         for (size_t k = 0; k < npats && !match; k++) {

@@ -189,7 +189,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
         imap_sbuf_set(&line, set, m);
         imap_ok(s, "[MODIFIED %s] Conditional STORE failed", sbuf_cstr(&line));
         free(set);
-    } else if (gone > 0) {
+    } else if (gone > 0 && !cmd->uid) { /* UID STORE ignores vanished UIDs (6.4.8) */
         imap_no(s, "[EXPUNGEISSUED] Some of the requested messages no longer exist");
     } else {
         imap_ok(s, "%sSTORE completed", cmd->uid ? "UID " : "");

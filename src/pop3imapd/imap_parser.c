@@ -778,7 +778,7 @@ bool imap_arg_is_atom(const struct imap_arg *arg, const char *word)
 static const char *seq_number(const char *s, uint32_t *n_r)
 {
     if (*s == '*') {
-        *n_r = UINT32_MAX;
+        *n_r = IMAP_SEQ_STAR;
         return s + 1;
     }
     if (*s < '1' || *s > '9') return NULL;
@@ -803,8 +803,10 @@ static int seq_walk(const char *s, struct imap_range *ranges, size_t *n_r)
         if (*s == ':' && (s = seq_number(s + 1, &hi)) == NULL) return -1;
         if (n == IMAP_SEQSET_MAX_RANGES) return -1;
         if (ranges != NULL) {
-            ranges[n].lo = lo < hi ? lo : hi;
-            ranges[n].hi = lo < hi ? hi : lo;
+            /* '*' is ordered only once its value is known (imap_seqset_contains) */
+            bool swap = lo != IMAP_SEQ_STAR && hi != IMAP_SEQ_STAR && lo > hi;
+            ranges[n].lo = swap ? hi : lo;
+            ranges[n].hi = swap ? lo : hi;
         }
         n++;
         if (*s == '\0') break;
@@ -835,8 +837,8 @@ void imap_seqset_free(struct imap_seqset *set)
 bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n, uint32_t max)
 {
     for (size_t i = 0; i < set->nranges; i++) {
-        uint32_t lo = set->ranges[i].lo == UINT32_MAX ? max : set->ranges[i].lo;
-        uint32_t hi = set->ranges[i].hi == UINT32_MAX ? max : set->ranges[i].hi;
+        uint32_t lo = set->ranges[i].lo == IMAP_SEQ_STAR ? max : set->ranges[i].lo;
+        uint32_t hi = set->ranges[i].hi == IMAP_SEQ_STAR ? max : set->ranges[i].hi;
         if (lo > hi) {
             uint32_t t = lo;
             lo = hi;

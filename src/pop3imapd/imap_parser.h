@@ -127,9 +127,10 @@ bool imap_arg_is_atom(const struct imap_arg *arg, const char *word);
 /* ---- sequence sets (RFC 3501 9 sequence-set, with '*' and "$" not supported) ---- */
 
 #define IMAP_SEQSET_MAX_RANGES 10000
+#define IMAP_SEQ_STAR          0 /* '*' in a parsed range (0 is never a sequence number or UID) */
 
 struct imap_range {
-    uint32_t lo, hi; /* lo <= hi after parsing; UINT32_MAX stands for '*' */
+    uint32_t lo, hi; /* IMAP_SEQ_STAR (0) stands for '*'; without '*', lo <= hi */
 };
 
 struct imap_seqset {

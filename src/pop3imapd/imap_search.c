@@ -557,8 +557,8 @@ static int bind_key(struct imap_search_key *k, const char *const *keywords, size
         for (size_t i = 0; i < k->set.nranges; i++) {
             const struct imap_range *r = &k->set.ranges[i];
             if (count == 0) return -1;
-            if (r->lo != UINT32_MAX && r->lo > count) return -1;
-            if (r->hi != UINT32_MAX && r->hi > count) return -1;
+            if (r->lo != IMAP_SEQ_STAR && r->lo > count) return -1;
+            if (r->hi != IMAP_SEQ_STAR && r->hi > count) return -1;
         }
     }
     for (size_t i = 0; i < k->nchildren; i++)

@@ -274,8 +274,8 @@ int imap_seqset_uids(struct imap_session *s, const char *set, bool uid, uint32_t
     if (!uid) {
         uint32_t max = (uint32_t)v->count;
         for (size_t r = 0; r < seq.nranges; r++) {
-            uint32_t lo = seq.ranges[r].lo == UINT32_MAX ? max : seq.ranges[r].lo;
-            uint32_t hi = seq.ranges[r].hi == UINT32_MAX ? max : seq.ranges[r].hi;
+            uint32_t lo = seq.ranges[r].lo == IMAP_SEQ_STAR ? max : seq.ranges[r].lo;
+            uint32_t hi = seq.ranges[r].hi == IMAP_SEQ_STAR ? max : seq.ranges[r].hi;
             if (lo > hi) {
                 uint32_t t = lo;
                 lo = hi;
@@ -533,7 +533,12 @@ static void run_command(struct imap_session *s, const struct imap_command *cmd)
         s->allow_expunge = !(def->flags & IMAP_CMD_NO_EXPUNGE) || cmd->uid;
         def->run(s, cmd);
         if (s->result == NULL) imap_ok(s, "%s completed", cmd->name);
-        if (strcmp(s->result, "BAD") == 0) s->bad_commands++;
+        /* only BADs in a row end the session: a client that sometimes sends something we
+         * do not know is not hostile */
+        if (strcmp(s->result, "BAD") == 0)
+            s->bad_commands++;
+        else
+            s->bad_commands = 0;
     }
     if (s->state == IMAP_STATE_SELECTED && s->folder) imap_send_updates(s, s->allow_expunge);
     if (!s->tagged_sent) imap_send(s, "%s %s %s", cmd->tag, s->result, sbuf_cstr(&s->result_text));

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "authfail.h"
 #include "config.h"
 #include "conn.h"
 #include "folder.h"
@@ -40,7 +41,7 @@
 #define IMAP_MAX_LITERAL         (64 * 1024) /* a literal after login (APPEND's message aside) */
 #define IMAP_MAX_DEPTH           16
 #define IMAP_MAX_ARGS            10000
-#define IMAP_MAX_BAD_COMMANDS    20
+#define IMAP_MAX_BAD_COMMANDS    20  /* in a row */
 #define IMAP_IDLE_POLL_MS        300 /* how often IDLE looks for changes */
 #define IMAP_SASL_LINE_MAX       16384
 
@@ -77,6 +78,7 @@ struct imap_session {
     const char *ip;
     enum imap_state state;
     struct imap_parser *parser;
+    struct authfail_attempt af; /* the authentication attempt in progress */
     unsigned bad_commands;
 
     /* after login */

@@ -50,6 +50,7 @@ enum pop3_state {
 static const char *const state_names[] = {"AUTHORIZATION", "TRANSACTION", "UPDATE", "CLOSE"};
 
 struct pop3_session {
+    struct authfail_attempt af; /* the authentication attempt in progress */
     struct conn *conn;
     struct pop3_context *ctx;
     const struct alkaid_config *cfg;
@@ -245,7 +246,7 @@ static int lookup_account(void *ctx, const char *user, char **hash_r)
  * locked-out address is refused and the session closed. True if it was locked out. */
 static bool locked_out(struct pop3_session *s)
 {
-    unsigned left = authfail_begin(s->ip);
+    unsigned left = authfail_begin(s->ip, &s->af);
     if (left == 0) return false;
     log_line(LOG_POP3, s->ip, "Authentication refused: address locked out for %u more seconds",
              left);
@@ -256,7 +257,7 @@ static bool locked_out(struct pop3_session *s)
 
 static void auth_failed(struct pop3_session *s, const char *user, const char *how)
 {
-    unsigned delay = authfail_failure(s->ip);
+    unsigned delay = authfail_failure(&s->af);
     COUNT(s, auth_failures, 1);
     s->auth_failures++;
     log_line(LOG_POP3, s->ip, "Authentication failed (%s) for %s", how, user ? user : "(no user)");
@@ -272,7 +273,7 @@ static void auth_failed(struct pop3_session *s, const char *user, const char *ho
 
 static void tempfail(struct pop3_session *s)
 {
-    authfail_success(s->ip); /* no password was checked: the attempt does not count */
+    authfail_done(&s->af); /* no password was checked: the attempt does not count */
     log_error(LOG_POP3, s->ip, "Authentication not possible: the account store did not answer");
     store_account_free(&s->account);
     reply(s, "-ERR [SYS/TEMP] Authentication is temporarily unavailable, try again later");
@@ -288,7 +289,7 @@ static void login(struct pop3_session *s, const char *user, const char *how)
         tempfail(s);
         return;
     }
-    authfail_success(s->ip);
+    authfail_done(&s->af);
     char *address = address_lower(xstrdup(user));
     char *dir = mailbox_path(s->cfg->mail_dir, acc->domain_dir, acc->localpart);
     store_account_free(&acc);
@@ -463,7 +464,7 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
         break;
     }
     /* cancelled, malformed or cut off before a password was judged: not counted */
-    if (!settled) authfail_success(s->ip);
+    if (!settled) authfail_done(&s->af);
     store_account_free(&s->account);
     sasl_server_free(&sasl);
     sbuf_free(&challenge);

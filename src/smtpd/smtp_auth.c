@@ -95,7 +95,8 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
 
     /* counted before any password is checked, so parallel or held-open exchanges cannot
      * get more guesses than AuthFailLockAfter (authfail.h) */
-    unsigned locked = authfail_begin(s->ip);
+    struct authfail_attempt af;
+    unsigned locked = authfail_begin(s->ip, &af);
     if (locked) {
         log_line(LOG_SMTP, s->ip, "AUTH refused: too many failures from this address (%u s left)",
                  locked);
@@ -139,7 +140,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     case SASL_STATUS_OK:
         settled = true;
         s->auth_user = xstrdup(user);
-        authfail_success(s->ip);
+        authfail_done(&af);
         SMTPD_COUNT(auth_ok, 1);
         log_line(LOG_SMTP, s->ip, "Authenticated as %s (%s)", user, sasl_mech_name(mech));
         smtp_reply(s, "235 2.7.0 Authentication successful");
@@ -155,7 +156,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     default: {
         settled = true;
         SMTPD_COUNT(auth_failed, 1);
-        unsigned delay = authfail_failure(s->ip);
+        unsigned delay = authfail_failure(&af);
         log_line(LOG_SMTP, s->ip, "Authentication failed for %s (%s)", user ? user : "?",
                  sasl_mech_name(mech));
         if (delay) {
@@ -168,7 +169,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg)
     }
 out:
     /* cancelled, malformed, cut off or a store failure: no password was judged */
-    if (!settled) authfail_success(s->ip);
+    if (!settled) authfail_done(&af);
     sasl_server_free(&sasl);
     sbuf_free(&challenge);
     sbuf_free(&line);

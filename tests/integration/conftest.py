@@ -376,7 +376,6 @@ def read_queue_file(path):
 # ---- helpers for the IMAP tests (test_imap*.py) -------------------------------------
 
 import re as _re
-import threading as _threading
 
 
 class ImapError(AssertionError):
@@ -624,7 +623,6 @@ def imap_parse(data):
     bytes, NIL as None, parenthesised lists as lists. An atom with '[' (BODY[...]<n>) is
     kept whole. The status text after OK/NO/BAD/BYE/PREAUTH is not tokenised: it becomes
     one str."""
-    pos = 0
     n = len(data)
 
     def parse_list(pos, depth):

@@ -36,12 +36,22 @@ static void advance_ms(unsigned long long ms)
     authfail_test_set_clock(now);
 }
 
-/* One attempt that failed, as a session makes it: counted first, then judged. Returns
- * the delay, or UINT32_MAX if the attempt was refused (locked out). */
+/* One attempt that failed, as a session makes it: a slot first, then the verdict.
+ * Returns the delay, or UINT32_MAX if the attempt was refused (locked out / no slot). */
 static unsigned failed(const char *ip)
 {
-    if (authfail_begin(ip) != 0) return UINT32_MAX;
-    return authfail_failure(ip);
+    struct authfail_attempt a;
+    if (authfail_begin(ip, &a) != 0) return UINT32_MAX;
+    return authfail_failure(&a);
+}
+
+/* One attempt that succeeded. Returns what authfail_begin() said. */
+static unsigned succeeded(const char *ip)
+{
+    struct authfail_attempt a;
+    unsigned r = authfail_begin(ip, &a);
+    if (r == 0) authfail_done(&a);
+    return r;
 }
 
 static int setup(void **state)
@@ -129,26 +139,57 @@ static void test_window(void **state)
     assert_int_equal(authfail_locked("203.0.113.9"), 900);
 }
 
-static void test_success_takes_back_only_itself(void **state)
+static void test_success_counts_nothing(void **state)
 {
     for (int i = 0; i < 5; i++)
         failed("192.0.2.50");
     assert_int_equal(authfail_test_entries(), 1);
     /* a good login (to the client's own account, say) does not wipe the 5 guesses */
-    assert_int_equal(authfail_begin("192.0.2.50"), 0);
-    authfail_success("192.0.2.50");
+    assert_int_equal(succeeded("192.0.2.50"), 0);
     assert_int_equal(authfail_test_entries(), 1);
-    assert_int_equal(failed("192.0.2.50"), 2000); /* the 6th counted attempt */
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(authfail_begin("192.0.2.50"), 0);
-        authfail_success("192.0.2.50");
-    }
+    assert_int_equal(failed("192.0.2.50"), 2000); /* the 6th failure */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(succeeded("192.0.2.50"), 0);
     /* 6 failures: 4 more guesses are allowed, then the lock-out */
     for (int i = 0; i < 4; i++)
         assert_int_not_equal(failed("192.0.2.50"), UINT32_MAX);
     assert_int_equal(authfail_locked("192.0.2.50"), 900);
-    /* success for an address never seen is harmless */
-    authfail_success("192.0.2.51");
+    assert_int_equal(succeeded("192.0.2.50"), 900);
+}
+
+static void test_inflight_bounded(void **state)
+{
+    /* attempts opened at once (in parallel, or held at the password prompt) hold slots:
+     * with 0 failures and lock_after 10, ten may be in flight; the eleventh waits (here,
+     * with the test clock, it is refused at once with 1) */
+    struct authfail_attempt a[11];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(authfail_begin("198.51.100.20", &a[i]), 0);
+    assert_int_equal(authfail_begin("198.51.100.20", &a[10]), 1);
+    assert_int_equal(authfail_locked("198.51.100.20"), 0); /* busy is not a lock-out */
+    /* nine turn out wrong: only 10 - 9 = 1 may be in flight, and one still is */
+    for (int i = 0; i < 9; i++)
+        authfail_failure(&a[i]);
+    assert_int_equal(authfail_begin("198.51.100.20", &a[10]), 1);
+    authfail_done(&a[9]); /* the tenth was right */
+    assert_int_equal(authfail_begin("198.51.100.20", &a[10]), 0);
+    authfail_failure(&a[10]); /* the tenth failure: locked */
+    assert_int_equal(authfail_begin("198.51.100.20", &a[0]), 900);
+    /* so never more than lock_after passwords were judged wrong */
+}
+
+static void test_abandoned_slots_expire(void **state)
+{
+    struct authfail_attempt a;
+    authfail_configure(3, 2, 900);
+    assert_int_equal(authfail_begin("192.0.2.90", &a), 0);
+    assert_int_equal(authfail_begin("192.0.2.90", &a), 0);
+    assert_int_equal(authfail_begin("192.0.2.90", &a), 1); /* both slots held */
+    /* the processes holding them died: the slots come back after AUTHFAIL_SLOT_MS */
+    advance_ms(AUTHFAIL_SLOT_MS + 1);
+    assert_int_equal(authfail_begin("192.0.2.90", &a), 0);
+    authfail_done(&a);
+    authfail_done(&a); /* twice is harmless */
 }
 
 static void test_shared_between_processes(void **state)
@@ -171,7 +212,7 @@ static void test_shared_between_processes(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(authfail_locked("192.0.2.77"), 900);
-    assert_int_equal(authfail_begin("192.0.2.77"), 900);
+    assert_int_equal(succeeded("192.0.2.77"), 900);
     /* a second attach (a restart) keeps what is there */
     assert_int_equal(authfail_attach(path), 0);
     assert_int_equal(authfail_locked("192.0.2.77"), 900);
@@ -179,24 +220,6 @@ static void test_shared_between_processes(void **state)
     assert_int_equal(authfail_locked("192.0.2.77"), 0); /* back to the private table */
     rm_rf(dir);
     free(dir);
-}
-
-static void test_counted_before_checking(void **state)
-{
-    /* ten exchanges opened at once, in parallel or held open at the password prompt: only
-     * lock_after of them ever get to check a password */
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(authfail_begin("198.51.100.20"), 0);
-    assert_int_equal(authfail_begin("198.51.100.20"), 900);
-    assert_int_equal(authfail_locked("198.51.100.20"), 900);
-    /* the tenth turns out right: the lock-out it set is taken back with it */
-    authfail_success("198.51.100.20");
-    assert_int_equal(authfail_locked("198.51.100.20"), 0);
-    for (int i = 0; i < 9; i++)
-        authfail_failure("198.51.100.20");
-    /* nine failures stand; the next attempt is the tenth and locks */
-    assert_int_equal(authfail_begin("198.51.100.20"), 0);
-    assert_int_equal(authfail_begin("198.51.100.20"), 900);
 }
 
 static void test_configure(void **state)
@@ -304,7 +327,7 @@ static void *hammer(void *arg)
         snprintf(ip, sizeof(ip), "172.16.%u.%u", id, i % 50);
         failed(ip);
         (void)authfail_locked(ip);
-        if (i % 7 == 0) authfail_success("172.16.255.255");
+        if (i % 7 == 0) succeeded("172.16.255.255");
     }
     return NULL;
 }
@@ -317,7 +340,8 @@ static void test_threads(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, hammer, (void *)i), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
-    assert_int_equal(authfail_test_entries(), THREADS * 50);
+    /* every address, plus the one the successful logins came from */
+    assert_int_equal(authfail_test_entries(), THREADS * 50 + 1);
     /* each address saw exactly PER_THREAD / 50 failures */
     authfail_configure(3, 1000, 900);
     assert_int_equal(failed("172.16.3.7"), 1000); /* the 5th failure */
@@ -330,8 +354,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_success_takes_back_only_itself, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_counted_before_checking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_success_counts_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abandoned_slots_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_between_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_address_keys, setup, teardown),

@@ -851,7 +851,7 @@ static void seq_bad(const char *s)
     assert_int_equal(set.nranges, 0);
 }
 
-#define STAR UINT32_MAX
+#define STAR IMAP_SEQ_STAR
 
 static void test_seqset(void **state)
 {
@@ -860,9 +860,10 @@ static void test_seqset(void **state)
     seq_ok("5:1", (struct imap_range[]){{1, 5}}, 1);
     seq_ok("*", (struct imap_range[]){{STAR, STAR}}, 1);
     seq_ok("1:*", (struct imap_range[]){{1, STAR}}, 1);
-    seq_ok("*:3", (struct imap_range[]){{3, STAR}}, 1);
+    seq_ok("*:3", (struct imap_range[]){{STAR, 3}}, 1); /* ordered once '*' is known */
     seq_ok("1,3,5:7", (struct imap_range[]){{1, 1}, {3, 3}, {5, 7}}, 3);
-    seq_ok("4294967295", (struct imap_range[]){{STAR, STAR}}, 1);
+    /* the largest UID is a number, not '*' (RFC 3501 9) */
+    seq_ok("4294967295", (struct imap_range[]){{4294967295u, 4294967295u}}, 1);
     seq_ok("4294967294:2", (struct imap_range[]){{2, 4294967294u}}, 1);
     seq_ok("10,10,1:2", (struct imap_range[]){{10, 10}, {10, 10}, {1, 2}}, 3);
 

@@ -474,8 +474,8 @@ static void test_clean(void **state)
         free(p);
     }
     time_t now = time(NULL);
-    mailbox_clean_at(mb, now);              /* just written: nothing goes */
-    mailbox_clean_at(mb, now + 35 * 3600);  /* 35 hours on: still nothing */
+    mailbox_clean_at(mb, now);             /* just written: nothing goes */
+    mailbox_clean_at(mb, now + 35 * 3600); /* 35 hours on: still nothing */
     for (size_t i = 0; i < n; i++) {
         char *p = xasprintf("%s/%s", mb, files[i].name);
         assert_true(exists(p));
