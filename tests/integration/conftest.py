@@ -13,6 +13,7 @@ Binaries come from $ALKAID_BIN (default: <repo>/build/bin).
 import imaplib
 import os
 import poplib
+import random
 import signal
 import smtplib
 import socket
@@ -30,10 +31,31 @@ DOMAIN = "example.test"
 USERS = {"alice@example.test": "alice-secret-1", "bob@example.test": "bob-secret-2"}
 
 
+_ports_given = set()
+_port_rng = random.Random(os.getpid() ^ int(time.time()))
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, below the kernel's ephemeral range (so a client
+    connection made elsewhere in the run cannot take it as its source port before the
+    daemon binds it), never the same twice in one run."""
+    try:
+        lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    for _ in range(1000):
+        port = _port_rng.randrange(10000, max(lo, 10001))
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port below %d" % lo)
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
