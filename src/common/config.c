@@ -123,6 +123,7 @@ static const struct cfg_key keys[] = {
 
     {"Security", "PasswordIterations", CFG_INT, "10000", 4096, 10000000, OFF(password_iterations),
      NULL},
+    {"Security", "AuthCacheTTL", CFG_INT, "3600", 0, 86400, OFF(auth_cache_ttl), NULL},
     {"Security", "AuthFailDelayAfter", CFG_INT, "3", 1, 1000, OFF(auth_delay_after), NULL},
     {"Security", "AuthFailLockAfter", CFG_INT, "10", 1, 100000, OFF(auth_lock_after), NULL},
     {"Security", "AuthFailLockTime", CFG_INT, "900", 0, 86400 * 7, OFF(auth_lock_time), NULL},

@@ -84,6 +84,7 @@ struct alkaid_config {
 
     /* [Security] */
     int password_iterations;
+    int auth_cache_ttl;
     int auth_delay_after;
     int auth_lock_after;
     int auth_lock_time;

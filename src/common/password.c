@@ -17,10 +17,12 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -66,10 +68,18 @@ static int hmac_sha256(const void *key, size_t key_len, const void *data, size_t
 }
 
 /* SaltedPassword, then StoredKey and ServerKey from it (RFC 5802 section 3). */
+static unsigned long pbkdf2_runs;
+
+unsigned long password_test_pbkdf2_runs(void)
+{
+    return __atomic_load_n(&pbkdf2_runs, __ATOMIC_RELAXED);
+}
+
 static int derive_keys(const char *password, size_t password_len, const unsigned char *salt,
                        size_t salt_len, unsigned iterations, unsigned char stored_r[KEY_LEN],
                        unsigned char server_r[KEY_LEN])
 {
+    __atomic_fetch_add(&pbkdf2_runs, 1, __ATOMIC_RELAXED);
     unsigned char salted[KEY_LEN], client_key[KEY_LEN];
     int ret = -1;
 
@@ -176,13 +186,97 @@ out:
     return ret;
 }
 
+/* ---- the cache of verified passwords ----
+ * A slot holds HMAC(cache key, stored form NUL password) of a password that was right,
+ * and when it expires. The key is random per process, so a slot's tag tells nothing
+ * about the password; a new password means a new stored form (a new salt), so old
+ * entries can never match it. Only successes are cached: a wrong guess always costs the
+ * full PBKDF2. */
+#define CACHE_SLOTS 16384
+
+struct cache_slot {
+    unsigned char tag[KEY_LEN];
+    int64_t expires; /* seconds, CLOCK_MONOTONIC; 0 = empty */
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cache_slot *cache;
+static unsigned cache_ttl;
+static unsigned char cache_key[KEY_LEN];
+
+void password_cache_configure(unsigned ttl_seconds)
+{
+    pthread_mutex_lock(&cache_lock);
+    if (ttl_seconds && cache == NULL) {
+        if (RAND_bytes(cache_key, sizeof(cache_key)) != 1) fatal("RAND_bytes");
+        cache = xcalloc(CACHE_SLOTS, sizeof(*cache));
+    } else if (ttl_seconds == 0 && cache) {
+        OPENSSL_cleanse(cache, CACHE_SLOTS * sizeof(*cache));
+        xfree(cache);
+    }
+    cache_ttl = ttl_seconds;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static int64_t mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The cache tag of (hash, password); false if the cache is off. */
+static bool cache_tag(const char *password, size_t len, const char *hash,
+                      unsigned char tag[KEY_LEN])
+{
+    if (__atomic_load_n(&cache_ttl, __ATOMIC_RELAXED) == 0) return false;
+    unsigned int n = 0;
+    struct sbuf msg = SBUF_INIT(SBUF_NO_MAX);
+    sbuf_append(&msg, hash, strlen(hash) + 1);
+    sbuf_append(&msg, password, len);
+    bool ok = HMAC(EVP_sha256(), cache_key, KEY_LEN, (const unsigned char *)msg.data, msg.len,
+                   tag, &n) != NULL &&
+              n == KEY_LEN;
+    OPENSSL_cleanse(msg.data, msg.len);
+    sbuf_free(&msg);
+    return ok;
+}
+
+static bool cache_hit(const unsigned char tag[KEY_LEN])
+{
+    bool hit = false;
+    pthread_mutex_lock(&cache_lock);
+    if (cache) {
+        struct cache_slot *slot = &cache[(tag[0] | (unsigned)tag[1] << 8) % CACHE_SLOTS];
+        hit = slot->expires > mono_seconds() && CRYPTO_memcmp(slot->tag, tag, KEY_LEN) == 0;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return hit;
+}
+
+static void cache_put(const unsigned char tag[KEY_LEN])
+{
+    pthread_mutex_lock(&cache_lock);
+    if (cache) {
+        struct cache_slot *slot = &cache[(tag[0] | (unsigned)tag[1] << 8) % CACHE_SLOTS];
+        memcpy(slot->tag, tag, KEY_LEN);
+        slot->expires = mono_seconds() + cache_ttl;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
 int password_verify(const char *password, size_t password_len, const char *hash)
 {
     struct scram_secret s;
-    unsigned char stored[KEY_LEN], server[KEY_LEN];
+    unsigned char stored[KEY_LEN], server[KEY_LEN], tag[KEY_LEN];
     int ret = 0;
 
     if (password_scram_secret(hash, &s) < 0) return -1;
+    bool cached = cache_tag(password, password_len, hash, tag);
+    if (cached && cache_hit(tag)) {
+        OPENSSL_cleanse(&s, sizeof(s));
+        return 1;
+    }
     if (derive_keys(password, password_len, s.salt, s.salt_len, s.iterations, stored, server) ==
         0) {
         /* both compared, without an early exit */
@@ -190,6 +284,8 @@ int password_verify(const char *password, size_t password_len, const char *hash)
                    CRYPTO_memcmp(server, s.server_key, KEY_LEN);
         ret = diff == 0;
     }
+    if (ret == 1 && cached) cache_put(tag);
+    OPENSSL_cleanse(tag, sizeof(tag));
     OPENSSL_cleanse(&s, sizeof(s));
     OPENSSL_cleanse(stored, sizeof(stored));
     OPENSSL_cleanse(server, sizeof(server));

@@ -37,6 +37,11 @@ int password_scram_secret(const char *hash, struct scram_secret *secret_r);
  * user looks the same as for a known one (salt derived from the name and a per-process
  * random key). */
 void password_fake_secret(const char *username, unsigned iterations, struct scram_secret *secret_r);
+/* Turns the cache of verified passwords on (ttl_seconds > 0) or off (0, the default):
+ * a password found right is remembered, as a keyed hash together with its stored form,
+ * for ttl_seconds, so that the next login with it does not run PBKDF2 again. Wrong
+ * passwords are never cached; a changed password never matches an old entry. */
+void password_cache_configure(unsigned ttl_seconds);
 /* Sets the key fake secrets are derived from (by default a random one per process).
  * Services set one kept in the account store, so that an unknown user gets the same
  * fake salt from every service and after every restart, like a real user. */
@@ -44,5 +49,8 @@ void password_set_fake_key(const void *key, size_t len);
 /* Spends the same time as password_verify() on a default hash; used for unknown users so
  * that a wrong user and a wrong password take equally long. */
 void password_dummy_verify(const char *password, size_t password_len);
+
+/* For tests only: how many PBKDF2 derivations this process has run. */
+unsigned long password_test_pbkdf2_runs(void);
 
 #endif

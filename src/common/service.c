@@ -114,6 +114,7 @@ static void apply_common(const struct alkaid_config *cfg)
                        (unsigned)cfg->auth_lock_time);
     spool_set_hostname(cfg->hostname);
     sasl_set_fake_iterations((unsigned)cfg->password_iterations);
+    password_cache_configure((unsigned)cfg->auth_cache_ttl);
 }
 
 static int make_dirs(const struct alkaid_config *cfg, const char **error_r)

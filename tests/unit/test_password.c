@@ -214,9 +214,38 @@ static void test_dummy_verify(void **state)
     password_dummy_verify("", 0);
 }
 
+static void test_cache(void **state)
+{
+    char *hash = password_hash("right horse", 11, PASSWORD_MIN_ITERATIONS);
+    password_cache_configure(3600);
+    unsigned long runs = password_test_pbkdf2_runs();
+    assert_int_equal(password_verify("right horse", 11, hash), 1);
+    assert_int_equal(password_test_pbkdf2_runs(), runs + 1);
+    /* the same password again: from the cache, no PBKDF2 */
+    assert_int_equal(password_verify("right horse", 11, hash), 1);
+    assert_int_equal(password_test_pbkdf2_runs(), runs + 1);
+    /* a wrong one always costs the full derivation and is never cached */
+    assert_int_equal(password_verify("wrong horse", 11, hash), 0);
+    assert_int_equal(password_verify("wrong horse", 11, hash), 0);
+    assert_int_equal(password_test_pbkdf2_runs(), runs + 3);
+    /* a new password (a new stored form) does not match the old entry */
+    char *hash2 = password_hash("new secret!", 11, PASSWORD_MIN_ITERATIONS);
+    assert_int_equal(password_verify("right horse", 11, hash2), 0);
+    assert_int_equal(password_verify("new secret!", 11, hash2), 1);
+    /* off: every check derives again, and stays correct */
+    password_cache_configure(0);
+    runs = password_test_pbkdf2_runs();
+    assert_int_equal(password_verify("right horse", 11, hash), 1);
+    assert_int_equal(password_verify("right horse", 11, hash), 1);
+    assert_int_equal(password_test_pbkdf2_runs(), runs + 2);
+    free(hash);
+    free(hash2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache),
         cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_default_iterations),
         cmocka_unit_test(test_salt_is_random),  cmocka_unit_test(test_binary_password),
         cmocka_unit_test(test_rfc7677_vector),  cmocka_unit_test(test_iterations_clamped),
