@@ -464,6 +464,30 @@ static void *accept_thread(void *arg)
     return NULL;
 }
 
+int server_listen_pair(struct server *s, struct listener_def defs[2], const char *section,
+                       const char *bind, int port, int tls_port, session_handler_fn *handler,
+                       const char *busy_reply, const char **error_r)
+{
+    for (int i = 0; i < 2; i++) {
+        struct listener_def *d = &defs[i];
+        memset(d, 0, sizeof(*d));
+        snprintf(d->names[0], sizeof(d->names[0]), "%s%s", section, i ? "S" : "");
+        snprintf(d->names[1], sizeof(d->names[1]), "[%s] %s", section, i ? "TLSPort" : "Port");
+        d->name = d->names[0];
+        d->key = d->names[1];
+        d->bind = bind;
+        d->port = i ? tls_port : port;
+        d->implicit_tls = i == 1;
+        d->kind = i;
+        d->handler = handler;
+        d->busy_reply = busy_reply;
+        if (server_listen(s, d, error_r) < 0) return -1;
+        if (d->port)
+            log_line(s->channel, NULL, "Listening for %s on %s port %d", d->name, bind, d->port);
+    }
+    return 0;
+}
+
 int server_start(struct server *s)
 {
     for (int i = 0; i < s->nlisteners; i++) {

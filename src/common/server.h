@@ -35,6 +35,7 @@ struct listener_def {
     session_handler_fn *handler;
     const char *busy_reply; /* full reply with CRLF sent when over a cap */
     const char *key;        /* the INI setting of the port, for errors: "[SMTP] Port" */
+    char names[2][40];      /* storage for name and key when server_listen_pair() made them */
 };
 
 struct session {
@@ -69,6 +70,13 @@ int server_listen(struct server *server, const struct listener_def *def, const c
  * once privileges are dropped, so no client is ever served with root's privileges. */
 void server_gate_close(void);
 void server_gate_open(void);
+/* The usual two listeners of a mail reader protocol, from its [section]: a plain one
+ * (kind 0, "<section>", [section] Port) and an implicit-TLS one (kind 1, "<section>S",
+ * [section] TLSPort), both on bind. defs (two) must outlive the server. Listens on both
+ * (a port of 0 is off) and logs each. 0, or -1 with *error_r. */
+int server_listen_pair(struct server *server, struct listener_def defs[2], const char *section,
+                       const char *bind, int port, int tls_port, session_handler_fn *handler,
+                       const char *busy_reply, const char **error_r);
 /* Starts accepting on every listener. */
 int server_start(struct server *server);
 /* True once server_stop() has begun: handlers should end their session soon. */

@@ -46,34 +46,14 @@ struct imap_server *imap_server_start(const struct alkaid_config *cfg, struct st
     p->bind = xstrdup(cfg->imap.bind);
     p->port = cfg->imap.port;
     p->tls_port = cfg->imap.tls_port;
-    p->listeners[0] = (struct listener_def){
-        .name = "IMAP",
-        .bind = p->bind,
-        .port = cfg->imap.port,
-        .implicit_tls = false,
-        .kind = IMAP_PORT_PLAIN,
-        .handler = imap_session_handler,
-        .busy_reply = IMAP_BUSY_REPLY,
-        .key = "[IMAP] Port",
-    };
-    p->listeners[1] = p->listeners[0];
-    p->listeners[1].name = "IMAPS";
-    p->listeners[1].port = cfg->imap.tls_port;
-    p->listeners[1].implicit_tls = true;
-    p->listeners[1].kind = IMAP_PORT_TLS;
-    p->listeners[1].key = "[IMAP] TLSPort";
-
     p->server = server_new("IMAP", LOG_IMAP, &p->ctx);
     p->ctx.server = p->server;
     server_set_limits(p->server, cfg->imap.max_sessions, cfg->imap.max_sessions_per_ip,
                       handshake_timeout(cfg));
     server_set_tls(p->server, tls);
-    for (size_t i = 0; i < sizeof(p->listeners) / sizeof(p->listeners[0]); i++) {
-        if (server_listen(p->server, &p->listeners[i], error_r) < 0) goto fail;
-        if (p->listeners[i].port)
-            log_line(LOG_IMAP, NULL, "Listening for %s on %s port %d", p->listeners[i].name,
-                     p->bind, p->listeners[i].port);
-    }
+    if (server_listen_pair(p->server, p->listeners, "IMAP", p->bind, cfg->imap.port,
+                           cfg->imap.tls_port, imap_session_handler, IMAP_BUSY_REPLY, error_r) < 0)
+        goto fail;
     if (server_start(p->server) < 0) {
         *error_r = "IMAP: cannot start the listener threads";
         goto fail;

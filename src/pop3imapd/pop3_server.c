@@ -42,31 +42,14 @@ struct pop3_server *pop3_server_start(const struct alkaid_config *cfg, struct st
     p->bind = xstrdup(cfg->pop3.bind);
     p->port = cfg->pop3.port;
     p->tls_port = cfg->pop3.tls_port;
-    p->listeners[0] = (struct listener_def){
-        .name = "POP3",
-        .bind = p->bind,
-        .port = cfg->pop3.port,
-        .implicit_tls = false,
-        .kind = POP3_PORT_PLAIN,
-        .handler = pop3_session_handler,
-        .busy_reply = POP3_BUSY_REPLY,
-        .key = "[POP3] Port",
-    };
-    p->listeners[1] = p->listeners[0];
-    p->listeners[1].name = "POP3S";
-    p->listeners[1].port = cfg->pop3.tls_port;
-    p->listeners[1].implicit_tls = true;
-    p->listeners[1].kind = POP3_PORT_TLS;
-    p->listeners[1].key = "[POP3] TLSPort";
-
     p->server = server_new("POP3", LOG_POP3, &p->ctx);
     p->ctx.server = p->server;
     server_set_limits(p->server, cfg->pop3.max_sessions, cfg->pop3.max_sessions_per_ip,
                       handshake_timeout(cfg));
     server_set_tls(p->server, tls);
-    for (size_t i = 0; i < sizeof(p->listeners) / sizeof(p->listeners[0]); i++) {
-        if (server_listen(p->server, &p->listeners[i], error_r) < 0) goto fail;
-    }
+    if (server_listen_pair(p->server, p->listeners, "POP3", p->bind, cfg->pop3.port,
+                           cfg->pop3.tls_port, pop3_session_handler, POP3_BUSY_REPLY, error_r) < 0)
+        goto fail;
     if (server_start(p->server) < 0) {
         *error_r = "POP3: cannot start the listener threads";
         goto fail;

@@ -23,13 +23,25 @@
 #include "tls.h"
 #include "xalloc.h"
 
+#define SMTP_BUSY_REPLY "421 4.7.0 Too many connections, try again later\r\n"
+
 static struct listener_def listeners[] = {
-    {"SMTP", NULL, 0, false, SMTP_PORT_MX, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] Port"},
-    {"Submission", NULL, 0, false, SMTP_PORT_SUBMISSION, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] SubmissionPort"},
-    {"SMTPS", NULL, 0, true, SMTP_PORT_SMTPS, smtp_session_run,
-     "421 4.7.0 Too many connections, try again later\r\n", "[SMTP] TLSPort"},
+    {.name = "SMTP",
+     .kind = SMTP_PORT_MX,
+     .handler = smtp_session_run,
+     .busy_reply = SMTP_BUSY_REPLY,
+     .key = "[SMTP] Port"},
+    {.name = "Submission",
+     .kind = SMTP_PORT_SUBMISSION,
+     .handler = smtp_session_run,
+     .busy_reply = SMTP_BUSY_REPLY,
+     .key = "[SMTP] SubmissionPort"},
+    {.name = "SMTPS",
+     .implicit_tls = true,
+     .kind = SMTP_PORT_SMTPS,
+     .handler = smtp_session_run,
+     .busy_reply = SMTP_BUSY_REPLY,
+     .key = "[SMTP] TLSPort"},
 };
 
 static void report_damaged(const char *name, const char *why)
