@@ -252,12 +252,39 @@ int imap_parse_flags(struct imap_session *s, const struct imap_arg *arg, uint32_
 
 /* ---- the selected folder --------------------------------------------------------- */
 
-static int cmp_u32(const void *a, const void *b)
+static int cmp_range(const void *a, const void *b)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    const struct imap_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
+/* The ranges of seq with '*' as max, each ordered, sorted and merged: disjoint and
+ * ascending (in place; returns how many are left). */
+static size_t merge_ranges(struct imap_seqset *seq, uint32_t max)
+{
+    struct imap_range *r = seq->ranges;
+    for (size_t i = 0; i < seq->nranges; i++) {
+        uint32_t lo = r[i].lo == IMAP_SEQ_STAR ? max : r[i].lo;
+        uint32_t hi = r[i].hi == IMAP_SEQ_STAR ? max : r[i].hi;
+        r[i].lo = lo < hi ? lo : hi;
+        r[i].hi = lo < hi ? hi : lo;
+    }
+    if (seq->nranges == 0) return 0;
+    qsort(r, seq->nranges, sizeof(*r), cmp_range);
+    size_t w = 0;
+    for (size_t i = 1; i < seq->nranges; i++) {
+        if (r[w].hi == UINT32_MAX || r[i].lo <= r[w].hi + 1) {
+            if (r[i].hi > r[w].hi) r[w].hi = r[i].hi;
+        } else {
+            r[++w] = r[i];
+        }
+    }
+    return w + 1;
+}
+
+/* SECURITY: a set of many overlapping ranges ("1:*,1:*,...") costs no more than one:
+ * the ranges are merged before any number is listed, so the result holds each message
+ * at most once and its size is bounded by the view, not by ranges x messages. */
 int imap_seqset_uids(struct imap_session *s, const char *set, bool uid, uint32_t **uids_r,
                      size_t *n_r)
 {
@@ -269,53 +296,36 @@ int imap_seqset_uids(struct imap_session *s, const char *set, bool uid, uint32_t
         return -1;
     }
     const struct folder_view *v = &s->view;
-    size_t cap = 0, n = 0;
+    size_t n = 0;
     uint32_t *out = NULL;
     if (!uid) {
         uint32_t max = (uint32_t)v->count;
-        for (size_t r = 0; r < seq.nranges; r++) {
-            uint32_t lo = seq.ranges[r].lo == IMAP_SEQ_STAR ? max : seq.ranges[r].lo;
-            uint32_t hi = seq.ranges[r].hi == IMAP_SEQ_STAR ? max : seq.ranges[r].hi;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
-            if (lo == 0 || hi > max) {
-                free(out);
+        size_t nr = merge_ranges(&seq, max);
+        for (size_t r = 0; r < nr; r++) {
+            if (seq.ranges[r].lo == 0 || seq.ranges[r].hi > max) {
                 imap_seqset_free(&seq);
                 imap_bad(s, "Invalid message sequence number (the mailbox has %u)", max);
                 return -1;
             }
-            for (uint32_t i = lo; i <= hi; i++) {
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    out = xreallocarray(out, cap, sizeof(uint32_t));
-                }
-                out[n++] = v->uids[i - 1];
-                if (i == UINT32_MAX) break;
-            }
         }
+        out = xcalloc(v->count ? v->count : 1, sizeof(uint32_t));
+        for (size_t r = 0; r < nr; r++)
+            for (uint32_t i = seq.ranges[r].lo; i <= seq.ranges[r].hi; i++)
+                out[n++] = v->uids[i - 1];
     } else {
         uint32_t max_uid = v->count ? v->uids[v->count - 1] : 0;
-        /* walk the view once; a UID is in the set if any range contains it */
-        for (size_t i = 0; i < v->count; i++) {
-            if (!imap_seqset_contains(&seq, v->uids[i], max_uid)) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                out = xreallocarray(out, cap, sizeof(uint32_t));
-            }
-            out[n++] = v->uids[i];
+        size_t nr = merge_ranges(&seq, max_uid);
+        out = xcalloc(v->count ? v->count : 1, sizeof(uint32_t));
+        /* the view and the ranges are both ascending: one walk over each */
+        size_t r = 0;
+        for (size_t i = 0; i < v->count && r < nr; i++) {
+            uint32_t u = v->uids[i];
+            while (r < nr && seq.ranges[r].hi < u)
+                r++;
+            if (r < nr && u >= seq.ranges[r].lo) out[n++] = u;
         }
     }
     imap_seqset_free(&seq);
-    if (n > 1) {
-        qsort(out, n, sizeof(uint32_t), cmp_u32);
-        size_t w = 1;
-        for (size_t i = 1; i < n; i++)
-            if (out[i] != out[w - 1]) out[w++] = out[i];
-        n = w;
-    }
     *uids_r = out;
     *n_r = n;
     return 0;
