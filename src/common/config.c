@@ -37,6 +37,7 @@ enum cfg_type {
     CFG_PORT, /* 0 (off) .. 65535 */
     CFG_BOOL, /* 0/1, yes/no, true/false, on/off */
     CFG_SIZE, /* bytes, with an optional K/M/G/T suffix, in [min, max] */
+    CFG_TIME, /* seconds, with an optional s/m/h/d suffix, in [min, max] */
 };
 
 typedef int cfg_check_fn(const char *value, struct sbuf *why);
@@ -59,6 +60,11 @@ static int check_hostport_list(const char *value, struct sbuf *why);
 static int check_backend(const char *value, struct sbuf *why);
 static int check_user(const char *value, struct sbuf *why);
 static int check_banner(const char *value, struct sbuf *why);
+static int check_time_list(const char *value, struct sbuf *why);
+static int check_tls_mode(const char *value, struct sbuf *why);
+static int check_tls_policy(const char *value, struct sbuf *why);
+static int check_address(const char *value, struct sbuf *why);
+static int check_line(const char *value, struct sbuf *why);
 
 #define OFF(field) offsetof(struct alkaid_config, field)
 #define GB(n)      ((long long)(n) << 30)
@@ -97,6 +103,27 @@ static const struct cfg_key keys[] = {
     {"SMTP", "MinFreeSpace", CFG_SIZE, "100M", 0, GB(1) << 10, OFF(min_free_space), NULL},
     {"SMTP", "DataTimeout", CFG_INT, "600", 10, 3600, OFF(data_timeout), NULL},
     {"SMTP", "Banner", CFG_STR, "", 0, 0, OFF(banner), check_banner},
+    {"SMTP", "SmarthostUser", CFG_STR, "", 0, 0, OFF(smarthost_user), check_line},
+    {"SMTP", "SmarthostPassword", CFG_STR, "", 0, 0, OFF(smarthost_password), check_line},
+    {"SMTP", "SmarthostTLS", CFG_STR, "", 0, 0, OFF(smarthost_tls), check_tls_mode},
+    {"SMTP", "RelayFrom", CFG_STR, "", 0, 0, OFF(relay_from), check_address},
+
+    {"Queue", "DeliveryThreads", CFG_INT, "20", 1, 1000, OFF(queue.threads), NULL},
+    {"Queue", "RetrySchedule", CFG_STR, "15m,30m,1h", 0, 0, OFF(queue.retry_schedule),
+     check_time_list},
+    {"Queue", "GiveUpAfter", CFG_TIME, "2d", 60, 86400 * 30, OFF(queue.give_up), NULL},
+    {"Queue", "DelayWarning", CFG_TIME, "4h", 0, 86400 * 30, OFF(queue.delay_warning), NULL},
+    {"Queue", "ConnectTimeout", CFG_TIME, "30", 1, 600, OFF(queue.connect_timeout), NULL},
+    {"Queue", "CommandTimeout", CFG_TIME, "300", 1, 3600, OFF(queue.command_timeout), NULL},
+    {"Queue", "DataTimeout", CFG_TIME, "600", 1, 3600, OFF(queue.data_timeout), NULL},
+    {"Queue", "ScanInterval", CFG_TIME, "60", 1, 86400, OFF(queue.scan_interval), NULL},
+    {"Queue", "MaxMessagesPerConnection", CFG_INT, "100", 1, 100000, OFF(queue.max_per_conn), NULL},
+    {"Queue", "ConnectionsPerDomain", CFG_INT, "20", 1, 1000, OFF(queue.per_domain), NULL},
+    {"Queue", "TLS", CFG_STR, "may", 0, 0, OFF(queue.tls), check_tls_mode},
+    {"Queue", "TLSPolicy", CFG_STR, "", 0, 0, OFF(queue.tls_policy), check_tls_policy},
+    {"Queue", "CAFile", CFG_PATH, "/etc/ssl/certs/ca-certificates.crt", 0, 0, OFF(queue.ca_file),
+     NULL},
+    {"Queue", "HeloName", CFG_STR, "", 0, 0, OFF(queue.helo_name), check_hostname},
 
     LISTEN_KEYS("POP3", pop3, "110", "995", "500", "20", "600", 3600),
     LISTEN_KEYS("IMAP", imap, "143", "993", "2000", "50", "1800", 7200),
@@ -120,6 +147,8 @@ static const struct cfg_key keys[] = {
     {"Logging", "Control", CFG_BOOL, "1", 0, 1, OFF(log_control), NULL},
 
     {"DNS", "Servers", CFG_STR, "", 0, 0, OFF(dns_servers), check_hostport_list},
+    {"DNS", "Timeout", CFG_TIME, "5", 1, 60, OFF(dns_timeout), NULL},
+    {"DNS", "Tries", CFG_INT, "2", 1, 10, OFF(dns_tries), NULL},
 
     {"Security", "PasswordIterations", CFG_INT, "10000", 4096, 10000000, OFF(password_iterations),
      NULL},
@@ -195,6 +224,28 @@ static int parse_size(const char *s, unsigned long long *v_r)
     return 0;
 }
 
+int config_parse_time(const char *s, long long *v_r)
+{
+    const char *p = s;
+    long long v = 0;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > 100000000000LL) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    long long unit = 1;
+    switch (*p) {
+    case 's': unit = 1, p++; break;
+    case 'm': unit = 60, p++; break;
+    case 'h': unit = 3600, p++; break;
+    case 'd': unit = 86400, p++; break;
+    default: break;
+    }
+    if (*p != '\0') return -1;
+    *v_r = v * unit;
+    return 0;
+}
+
 /* Parses value for key k and, if cfg is not NULL, stores it. Appends the reason to why
  * and returns -1 when the value is bad. */
 static int apply_value(const struct cfg_key *k, const char *value, struct alkaid_config *cfg,
@@ -253,6 +304,17 @@ static int apply_value(const struct cfg_key *k, const char *value, struct alkaid
             return -1;
         }
         if (field) *(uint64_t *)field = size;
+        return 0;
+    case CFG_TIME:
+        if (config_parse_time(value, &v) < 0) {
+            sbuf_printf(why, "'%s' is not a time (seconds, or a number with s, m, h or d)", value);
+            return -1;
+        }
+        if (v < k->min || v > k->max) {
+            sbuf_printf(why, "%s is out of range (%lld to %lld seconds)", value, k->min, k->max);
+            return -1;
+        }
+        if (field) *(int *)field = (int)v;
         return 0;
     }
     return -1;
@@ -375,6 +437,108 @@ static int check_one_hostport(const char *s, size_t len, struct sbuf *why)
 bad:
     sbuf_printf(why, "'%.*s' is not host[:port]", (int)len, s);
     return -1;
+}
+
+static int check_time_list(const char *value, struct sbuf *why)
+{
+    long long times[CONFIG_MAX_RETRIES];
+    int n = config_parse_time_list(value, times, CONFIG_MAX_RETRIES);
+    if (n < 0) {
+        sbuf_printf(why,
+                    "'%s' is not a list of times (e.g. 15m,30m,1h; each 1 s to 7 d, at most %d)",
+                    value, CONFIG_MAX_RETRIES);
+        return -1;
+    }
+    if (n == 0) {
+        sbuf_appends(why, "must list at least one time");
+        return -1;
+    }
+    return 0;
+}
+
+int config_parse_time_list(const char *value, long long *times, int max)
+{
+    int n = 0;
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, " ,");
+        if (len == 0) break;
+        char buf[32];
+        long long v;
+        if (len >= sizeof(buf) || n >= max) return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (config_parse_time(buf, &v) < 0 || v < 1 || v > 86400 * 7) return -1;
+        times[n++] = v;
+        p += len;
+    }
+    return n;
+}
+
+static int check_tls_mode(const char *value, struct sbuf *why)
+{
+    if (*value == '\0' || config_tls_mode(value) >= 0) return 0;
+    sbuf_printf(why, "'%s' is not one of none, may, require, verify", value);
+    return -1;
+}
+
+int config_tls_mode(const char *value)
+{
+    static const char *const names[] = {"none", "may", "require", "verify"};
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(value, names[i]) == 0) return i;
+    return -1;
+}
+
+static int check_tls_policy(const char *value, struct sbuf *why)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, " ,");
+        if (len == 0) break;
+        const char *eq = memchr(p, '=', len);
+        char dom[256], mode[16];
+        if (eq == NULL || eq == p || (size_t)(eq - p) >= sizeof(dom) ||
+            len - (size_t)(eq - p) - 1 >= sizeof(mode))
+            goto bad;
+        memcpy(dom, p, (size_t)(eq - p));
+        dom[eq - p] = '\0';
+        memcpy(mode, eq + 1, len - (size_t)(eq - p) - 1);
+        mode[len - (size_t)(eq - p) - 1] = '\0';
+        if (!hostname_chars(dom + (dom[0] == '.')) || config_tls_mode(mode) < 0) goto bad;
+        p += len;
+        continue;
+    bad:
+        sbuf_printf(why, "'%.*s' is not domain=none|may|require|verify", (int)len, p);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_address(const char *value, struct sbuf *why)
+{
+    if (*value == '\0') return 0;
+    const char *at = strrchr(value, '@');
+    if (at == NULL || at == value || !hostname_chars(at + 1) || strlen(value) > 254 ||
+        strpbrk(value, " <>\t\"\\") != NULL) {
+        sbuf_printf(why, "'%s' is not a mail address (local@domain)", value);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_line(const char *value, struct sbuf *why)
+{
+    for (const char *p = value; *p; p++)
+        if ((unsigned char)*p < 0x20) {
+            sbuf_appends(why, "must not contain control characters");
+            return -1;
+        }
+    return 0;
 }
 
 static int check_hostport(const char *value, struct sbuf *why)

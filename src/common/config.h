@@ -60,6 +60,26 @@ struct alkaid_config {
     uint64_t min_free_space;
     int data_timeout;
     char *banner;
+    char *smarthost_user; /* AUTH to the smarthost; "" = none */
+    char *smarthost_password;
+    char *smarthost_tls; /* "" = require when SmarthostUser is set, else may */
+    char *relay_from;    /* MAIL FROM used with the smarthost; "" = the sender */
+
+    /* [Queue] */
+    struct queue_config {
+        int threads;
+        char *retry_schedule; /* "15m,30m,1h": waits after the 1st, 2nd, ... failure */
+        int give_up;          /* seconds after arrival */
+        int delay_warning;    /* seconds after arrival; 0 = never */
+        int connect_timeout, command_timeout, data_timeout;
+        int scan_interval;
+        int max_per_conn;
+        int per_domain;
+        char *tls;        /* none | may | require | verify */
+        char *tls_policy; /* "domain=mode ..." */
+        char *ca_file;
+        char *helo_name;
+    } queue;
 
     /* [POP3], [IMAP] */
     struct listen_config pop3;
@@ -81,6 +101,8 @@ struct alkaid_config {
 
     /* [DNS] */
     char *dns_servers;
+    int dns_timeout; /* seconds per try */
+    int dns_tries;
 
     /* [Security] */
     int password_iterations;
@@ -114,6 +136,15 @@ int config_key_at(size_t i, const char **section_r, const char **key_r, const ch
  * so that a service can still be reached over ctl while the file has errors elsewhere;
  * root/run when it cannot be read. xmalloc'ed. */
 char *config_run_dir(const char *root);
+
+#define CONFIG_MAX_RETRIES 32
+enum config_tls_mode { TLS_MODE_NONE = 0, TLS_MODE_MAY, TLS_MODE_REQUIRE, TLS_MODE_VERIFY };
+/* "90", "90s", "15m", "1h", "2d" -> seconds. 0 or -1. */
+int config_parse_time(const char *s, long long *v_r);
+/* "15m,30m,1h" -> up to max times; the count, or -1 if malformed. */
+int config_parse_time_list(const char *value, long long *times, int max);
+/* "none" | "may" | "require" | "verify" (any case) -> enum config_tls_mode, or -1. */
+int config_tls_mode(const char *value);
 
 /* Makes path absolute against root (unchanged if already absolute). xmalloc'ed. */
 char *config_path(const char *root, const char *path);

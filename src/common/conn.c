@@ -8,14 +8,18 @@
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -310,4 +314,126 @@ enum conn_status conn_starttls(struct conn *c, SSL_CTX *ctx, int64_t deadline_ms
     snprintf(c->tls_info, sizeof(c->tls_info), "%s %s", SSL_get_version(c->ssl),
              SSL_get_cipher_name(c->ssl));
     return CONN_OK;
+}
+
+/* ---- the client side (outbound SMTP) ------------------------------------------------ */
+
+struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *error,
+                          size_t error_size)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        sslen = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        sslen = sizeof(*sin6);
+    } else {
+        snprintf(error, error_size, "'%s' is not an address", ip);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(error, error_size, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) {
+        if (errno != EINPROGRESS) {
+            snprintf(error, error_size, "connect to %s port %d: %s", ip, port, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int64_t left;
+        int r;
+        do {
+            left = deadline_ms - conn_now_ms();
+            r = left > 0 ? poll(&p, 1, (int)left) : 0;
+        } while (r < 0 && errno == EINTR);
+        if (r <= 0) {
+            snprintf(error, error_size, "connect to %s port %d: timed out", ip, port);
+            close(fd);
+            return NULL;
+        }
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+        if (soerr != 0) {
+            snprintf(error, error_size, "connect to %s port %d: %s", ip, port, strerror(soerr));
+            close(fd);
+            return NULL;
+        }
+    }
+    int one = 1; /* commands are written whole: do not let Nagle hold back the last one */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct conn *c = conn_new(fd);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    c->port = port;
+    return c;
+}
+
+enum conn_status conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *server_name,
+                                      int64_t deadline_ms, const char **error_r)
+{
+    c->rpos = c->rlen = 0; /* nothing the server sent before TLS is kept */
+    *error_r = NULL;
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        *error_r = "cannot create a TLS session";
+        return CONN_ERROR;
+    }
+    SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (server_name && *server_name) {
+        unsigned char a[16];
+        bool literal =
+            inet_pton(AF_INET, server_name, a) == 1 || inet_pton(AF_INET6, server_name, a) == 1;
+        if (!literal) SSL_set_tlsext_host_name(c->ssl, server_name);
+        SSL_set1_host(c->ssl, server_name); /* checked by the caller through verify_result */
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(c->ssl);
+        if (r == 1) break;
+        unsigned long e = ERR_peek_error();
+        enum conn_status st = ssl_wait(c, r, deadline_ms, false);
+        if (st != CONN_OK) {
+            if (st == CONN_TIMEOUT)
+                *error_r = "TLS handshake timed out";
+            else if (e != 0)
+                *error_r = ERR_reason_error_string(e);
+            if (*error_r == NULL) *error_r = "TLS handshake failed";
+            c->write_failed = true;
+            return st == CONN_EOF ? CONN_ERROR : st;
+        }
+    }
+    snprintf(c->tls_info, sizeof(c->tls_info), "%s %s", SSL_get_version(c->ssl),
+             SSL_get_cipher_name(c->ssl));
+    return CONN_OK;
+}
+
+bool conn_tls_verified(const struct conn *c, const char **why_r)
+{
+    *why_r = NULL;
+    if (c->ssl == NULL) {
+        *why_r = "no TLS";
+        return false;
+    }
+    X509 *peer = SSL_get1_peer_certificate(c->ssl);
+    if (peer == NULL) {
+        *why_r = "no certificate";
+        return false;
+    }
+    X509_free(peer);
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        *why_r = X509_verify_cert_error_string(v);
+        return false;
+    }
+    return true;
 }

@@ -95,6 +95,19 @@ static inline bool conn_is_tls(const struct conn *conn)
 {
     return conn->ssl != NULL;
 }
+/* The client side. Connects to ip (IPv4 or IPv6 text) port by the deadline; NULL with a
+ * reason in error on failure. */
+struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *error,
+                          size_t error_size);
+/* Starts TLS as the client (after the server said 220 to STARTTLS), sending server_name
+ * as SNI and setting it as the name the certificate must match. The handshake does not
+ * fail on a certificate that does not verify: conn_tls_verified() says whether it did. */
+enum conn_status conn_starttls_client(struct conn *conn, SSL_CTX *ctx, const char *server_name,
+                                      int64_t deadline_ms, const char **error_r);
+/* Whether the peer's certificate chained to a trusted CA and matched the name given to
+ * conn_starttls_client(); *why_r says why not. */
+bool conn_tls_verified(const struct conn *conn, const char **why_r);
+
 /* Wakes up a thread blocked on this connection (used when the service stops). */
 void conn_shutdown(struct conn *conn);
 

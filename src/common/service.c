@@ -234,7 +234,7 @@ static void usage(FILE *f, const char *prog)
             "usage: %s --root DIR [--foreground]\n"
             "       %s --root DIR --ctl STATUS|RELOAD|STOP%s\n"
             "The root may also be given as $ALKAID_ROOT. See docs/ for the configuration.\n",
-            prog, prog, strcmp(svc->name, "smtpd") == 0 ? "|FLUSH" : "");
+            prog, prog, strcmp(svc->name, "smtpd") == 0 ? "|FLUSH [ID]|HOLD|RELEASE" : "");
 }
 
 static int run_ctl(const char *root, const char *command)

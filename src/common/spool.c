@@ -152,8 +152,10 @@ static bool clean_value(const char *s)
     return s == NULL || strpbrk(s, "\r\n") == NULL;
 }
 
-int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
-                      uint64_t offset, char **path_r)
+/* Writes the queue file to dir/<id>.new, fsyncs it and renames it to dir/<id><suffix>.
+ * With keep_fd_r, the file stays open (read-write) and locked, its fd in *keep_fd_r. */
+static int queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
+                       uint64_t offset, const char *suffix, char **path_r, int *keep_fd_r)
 {
     if (!clean_value(env->id) || strchr(env->id, '/') || !clean_value(env->sender) ||
         !clean_value(env->auth) || !clean_value(env->client) || env->nrcpts == 0) {
@@ -161,7 +163,7 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
         return -1;
     }
     for (size_t i = 0; i < env->nrcpts; i++) {
-        if (!clean_value(env->rcpts[i])) {
+        if (!clean_value(env->rcpts[i]) || (env->errors && !clean_value(env->errors[i]))) {
             errno = EINVAL;
             return -1;
         }
@@ -175,8 +177,12 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     if (env->client) sbuf_printf(&hdr, "CLIENT %s\n", env->client);
     for (size_t i = 0; i < env->nrcpts; i++)
         sbuf_printf(&hdr, "RCPT <%s>\n", env->rcpts[i]);
+    for (size_t i = 0; env->errors && i < env->nrcpts; i++)
+        if (env->errors[i])
+            sbuf_printf(&hdr, "LAST-ERROR <%s> %s\n", env->rcpts[i], env->errors[i]);
     sbuf_printf(&hdr, "ATTEMPTS %u\n", env->attempts);
     sbuf_printf(&hdr, "NEXT-TRY %lld\n", env->next_try);
+    if (env->delay_notified) sbuf_appends(&hdr, "DELAY-NOTIFIED 1\n");
     if (sbuf_printf(&hdr, "SIZE %" PRIu64 "\n\n", env->size) < 0) {
         sbuf_free(&hdr);
         errno = E2BIG;
@@ -184,12 +190,14 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     }
 
     char *tmp = xasprintf("%s/%s.new", dir, env->id);
-    char *final = xasprintf("%s/%s.tmp", dir, env->id);
+    char *final = xasprintf("%s/%s%s", dir, env->id, suffix);
     int saved = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (keep_fd_r) unlink(tmp); /* a rewrite by the claim holder: a stale .new is ours */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 && errno == ENOENT && fs_mkdirs(dir, 0750) == 0)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) goto fail;
+    if (keep_fd_r && spool_queue_lock(fd) < 0) goto fail;
     if (fs_write_all(fd, hdr.data, hdr.len) < 0) goto fail;
     /* the message: straight from the TEMP file */
     char buf[65536];
@@ -208,14 +216,17 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
     }
     if (fs_write_all(fd, SPOOL_QUEUE_END, strlen(SPOOL_QUEUE_END)) < 0) goto fail;
     if (fsync(fd) < 0) goto fail;
-    if (close(fd) < 0) {
+    if (keep_fd_r == NULL) {
+        if (close(fd) < 0) {
+            fd = -1;
+            goto fail;
+        }
         fd = -1;
-        goto fail;
     }
-    fd = -1;
     if (rename(tmp, final) < 0) goto fail;
     sbuf_free(&hdr);
     free(tmp);
+    if (keep_fd_r) *keep_fd_r = fd;
     if (path_r)
         *path_r = final;
     else
@@ -232,15 +243,36 @@ fail:
     return -1;
 }
 
+int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
+                      uint64_t offset, char **path_r)
+{
+    return queue_write(dir, env, msg_fd, offset, ".tmp", path_r, NULL);
+}
+
+int spool_queue_rewrite(const char *dir, const struct queue_envelope *env, int old_fd,
+                        uint64_t msg_offset, const char *suffix, int *fd_r)
+{
+    return queue_write(dir, env, old_fd, msg_offset, suffix, NULL, fd_r);
+}
+
+int spool_queue_lock(int fd)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 void spool_queue_envelope_clear(struct queue_envelope *env)
 {
     free(env->id);
     free(env->sender);
     free(env->auth);
     free(env->client);
-    for (size_t i = 0; i < env->nrcpts; i++)
+    for (size_t i = 0; i < env->nrcpts; i++) {
         free(env->rcpts[i]);
+        if (env->errors) free(env->errors[i]);
+    }
     free(env->rcpts);
+    free(env->errors);
     memset(env, 0, sizeof(*env));
 }
 
@@ -266,11 +298,20 @@ int spool_queue_read(const char *path, struct queue_envelope *env, uint64_t *msg
     memset(env, 0, sizeof(*env));
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -1;
+    int r = spool_queue_read_fd(fd, env, msg_offset_r);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return r;
+}
+
+int spool_queue_read_fd(int fd, struct queue_envelope *env, uint64_t *msg_offset_r)
+{
+    memset(env, 0, sizeof(*env));
     struct stat st;
-    if (fstat(fd, &st) < 0) {
-        close(fd);
-        return -1;
-    }
+    if (fstat(fd, &st) < 0) return -1;
+    char **errs_by_addr = NULL; /* "addr\0text" pairs, matched to RCPTs at the end */
+    size_t nerrs = 0;
     /* read the envelope: up to the first empty line */
     struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
     size_t hdr_end = 0;
@@ -325,6 +366,13 @@ int spool_queue_read(const char *path, struct queue_envelope *env, uint64_t *msg
             env->attempts = (unsigned)num;
         } else if (strcmp(key, "NEXT-TRY") == 0) {
             if (parse_num(val, &env->next_try) < 0) goto bad;
+        } else if (strcmp(key, "LAST-ERROR") == 0) {
+            const char *close_br = strchr(val, '>');
+            if (val[0] != '<' || close_br == NULL || close_br[1] != ' ') goto bad;
+            errs_by_addr = xreallocarray(errs_by_addr, nerrs + 1, sizeof(char *));
+            errs_by_addr[nerrs++] = xstrdup(val);
+        } else if (strcmp(key, "DELAY-NOTIFIED") == 0) {
+            env->delay_notified = strcmp(val, "0") != 0;
         } else if (strcmp(key, "SIZE") == 0) {
             if (parse_num(val, &num) < 0 || num < 0) goto bad;
             env->size = (uint64_t)num;
@@ -339,13 +387,30 @@ int spool_queue_read(const char *path, struct queue_envelope *env, uint64_t *msg
     if (pread(fd, tail, endlen, st.st_size - (off_t)endlen) != (ssize_t)endlen ||
         memcmp(tail, SPOOL_QUEUE_END, endlen) != 0)
         goto bad;
+    if (nerrs) {
+        env->errors = xcalloc(env->nrcpts, sizeof(char *));
+        for (size_t e = 0; e < nerrs; e++) {
+            const char *v = errs_by_addr[e];
+            size_t alen = (size_t)(strchr(v, '>') - v - 1);
+            for (size_t i = 0; i < env->nrcpts; i++) {
+                if (strlen(env->rcpts[i]) == alen && memcmp(env->rcpts[i], v + 1, alen) == 0) {
+                    free(env->errors[i]);
+                    env->errors[i] = xstrdup(v + alen + 3);
+                }
+            }
+        }
+    }
+    for (size_t e = 0; e < nerrs; e++)
+        free(errs_by_addr[e]);
+    free(errs_by_addr);
     sbuf_free(&hdr);
-    close(fd);
     if (msg_offset_r) *msg_offset_r = hdr_end;
     return 0;
 bad:
+    for (size_t e = 0; e < nerrs; e++)
+        free(errs_by_addr[e]);
+    free(errs_by_addr);
     sbuf_free(&hdr);
-    close(fd);
     spool_queue_envelope_clear(env);
     errno = EINVAL;
     return -1;
@@ -380,7 +445,16 @@ int spool_queue_recover(const char *dir, void (*report)(const char *name, const 
         if (!inflight && !has_suffix(name, ".tmp")) continue;
         char *path = xasprintf("%s/%s", dir, name);
         struct queue_envelope env;
-        if (spool_queue_read(path, &env, NULL) < 0) {
+        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0 && spool_queue_lock(fd) < 0) {
+            /* being sent right now by a live process (another server sharing mail/) */
+            close(fd);
+            free(path);
+            continue;
+        }
+        int r = fd >= 0 ? spool_queue_read_fd(fd, &env, NULL) : -1;
+        if (fd >= 0) close(fd);
+        if (r < 0) {
             if (errno == EINVAL) {
                 fs_mkdirs(damaged, 0700);
                 char *to = xasprintf("%s/%s", damaged, name);

@@ -63,9 +63,12 @@ struct queue_envelope {
     char *client; /* client address, or NULL */
     char **rcpts;
     size_t nrcpts;
+    char **errors; /* NULL, or per recipient the last temporary error or NULL:
+                      "<status> <remote host or -> <reply text>" */
     unsigned attempts;
     long long next_try;
-    uint64_t size; /* octets of message */
+    bool delay_notified; /* the sender has been told the message is delayed */
+    uint64_t size;       /* octets of message */
 };
 
 /* Writes a queue file for env with the message taken from msg_fd[offset..offset+size)
@@ -77,10 +80,19 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
 /* Reads and checks a queue file's envelope; *msg_offset_r is where the message starts.
  * 0, or -1 if the file is damaged or incomplete (errno EINVAL) or unreadable. */
 int spool_queue_read(const char *path, struct queue_envelope *env_r, uint64_t *msg_offset_r);
+int spool_queue_read_fd(int fd, struct queue_envelope *env_r, uint64_t *msg_offset_r);
 void spool_queue_envelope_clear(struct queue_envelope *env);
-/* At start-up: "<id>.tm$" left by a crash go back to "<id>.tmp"; "<id>.new" of this host
- * are removed; damaged "<id>.tmp" move to damaged/. Returns how many were reclaimed, and
- * reports each damaged file through report (may be NULL). */
+/* Writes a new version of a queue file (the message copied from old_fd at msg_offset)
+ * as dir/<id>.new, fsynced, locked, then renamed to dir/<id><suffix> (atomically
+ * replacing a file of that name). The new file stays open and locked: *fd_r. */
+int spool_queue_rewrite(const char *dir, const struct queue_envelope *env, int old_fd,
+                        uint64_t msg_offset, const char *suffix, int *fd_r);
+/* The claim lock on an open queue file (an OFD lock, so it holds across threads and
+ * shows on NFS): 0, or -1 (EAGAIN) if another open file holds it. Released by close. */
+int spool_queue_lock(int fd);
+/* At start-up: "<id>.tm$" left by a crash (not locked by a live process) go back to "<id>.tmp";
+ * "<id>.new" of this host are removed; damaged "<id>.tmp" move to damaged/. Returns how many were
+ * reclaimed, and reports each damaged file through report (may be NULL). */
 int spool_queue_recover(const char *dir, void (*report)(const char *name, const char *why));
 
 #endif

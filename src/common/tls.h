@@ -20,4 +20,9 @@ int tls_ensure_certificate(const char *cert_path, const char *key_path, const ch
 SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path, const char *ciphers,
                             const char **error_r);
 
+/* A client context for outbound SMTP: TLS 1.2+, trusting the CAs in ca_file (or the
+ * system's when it is empty or missing); certificates are checked by the caller
+ * (conn_tls_verified) so that opportunistic TLS still works with self-signed peers. */
+SSL_CTX *tls_client_ctx_new(const char *ca_file, const char **error_r);
+
 #endif

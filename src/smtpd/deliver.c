@@ -19,6 +19,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "mailbox.h"
+#include "queue.h"
 #include "smtpd.h"
 #include "xalloc.h"
 
@@ -139,6 +140,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         log_line(LOG_SMTP, req->ip, "Queued %s from <%s> for %s", temp->id, req->sender, remote[i]);
     SMTPD_COUNT(rcpts_local, nt);
     SMTPD_COUNT(rcpts_remote, nr);
+    if (nr > 0) queue_notify(temp->id); /* tried at once */
     sbuf_printf(reply, "250 2.0.0 Ok: queued as %s", temp->id);
     free(queue_path);
     free(queue_dir);

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "fsutil.h"
 #include "log.h"
+#include "queue.h"
 #include "service.h"
 #include "smtp_session.h"
 #include "smtpd.h"
@@ -78,6 +79,7 @@ static int smtpd_start(const struct alkaid_config *cfg, const char **error_r)
     server_set_tls(smtpd.server, tls);
     SSL_CTX_free(tls);
     apply_limits(cfg);
+    if (queue_start(cfg, error_r) < 0) return -1;
 
     listeners[0].bind = listeners[1].bind = listeners[2].bind = cfg->smtp.bind;
     listeners[0].port = cfg->smtp.port;
@@ -99,6 +101,7 @@ static int smtpd_reload(const struct alkaid_config *cfg, const char **error_r)
     server_set_tls(smtpd.server, tls);
     SSL_CTX_free(tls);
     apply_limits(cfg);
+    if (queue_reload(cfg, error_r) < 0) return -1;
     if (cfg->smtp.port != listeners[0].port || cfg->smtp.submission_port != listeners[1].port ||
         cfg->smtp.tls_port != listeners[2].port || strcmp(cfg->smtp.bind, listeners[0].bind) != 0)
         log_line(LOG_SMTP, NULL, "Port or address changes take effect at the next restart");
@@ -111,6 +114,7 @@ static void smtpd_stop(void)
         server_stop(smtpd.server, 5000);
         server_free(&smtpd.server);
     }
+    queue_stop();
     store_close(&smtpd.store);
 }
 
@@ -151,6 +155,33 @@ static void smtpd_status(struct sbuf *json)
                 __atomic_load_n(&c->rcpts_remote, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->auth_ok, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->auth_failed, __ATOMIC_RELAXED), queue_length(service_config()));
+    queue_status(json);
+}
+
+/* ctl FLUSH [id], HOLD, RELEASE */
+static int smtpd_command(const char *command, const char *arg, struct sbuf *reply)
+{
+    if (strcmp(command, "FLUSH") == 0) {
+        if (queue_flush(arg) < 0) {
+            sbuf_printf(reply, "ERR no message %s in the queue\n", arg);
+            return 0;
+        }
+        sbuf_appends(reply, arg && *arg ? "OK trying it now\n" : "OK flushing the queue\n");
+        return 0;
+    }
+    if (strcmp(command, "HOLD") == 0 || strcmp(command, "RELEASE") == 0) {
+        if (arg && *arg) {
+            sbuf_appends(reply, "ERR use alkaid-user queue hold|release ID for one message\n");
+            return 0;
+        }
+        bool hold = strcmp(command, "HOLD") == 0;
+        queue_hold_all(hold);
+        sbuf_appends(reply,
+                     hold ? "OK outbound delivery held\n" : "OK outbound delivery released\n");
+        if (!hold) queue_flush(NULL);
+        return 0;
+    }
+    return -1;
 }
 
 static const struct service_ops smtpd_ops = {
@@ -162,6 +193,7 @@ static const struct service_ops smtpd_ops = {
     .reload = smtpd_reload,
     .stop = smtpd_stop,
     .status = smtpd_status,
+    .command = smtpd_command,
 };
 
 int main(int argc, char **argv)
