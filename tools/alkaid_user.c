@@ -34,13 +34,16 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "address.h"
 #include "config.h"
+#include "ctl.h"
 #include "fsutil.h"
 #include "mailbox.h"
 #include "password.h"
+#include "queue_admin.h"
 #include "sbuf.h"
 #include "store.h"
 #include "xalloc.h"
@@ -67,6 +70,8 @@ enum opt_bit {
     OPT_KEEP = 1u << 7,
     OPT_OFF = 1u << 8,
     OPT_HELP = 1u << 9,
+    OPT_JSON = 1u << 10,
+    OPT_ALL = 1u << 11,
 };
 
 static const struct opt_def {
@@ -79,6 +84,7 @@ static const struct opt_def {
     {"quota", true, OPT_QUOTA},  {"purge", false, OPT_PURGE},
     {"force", false, OPT_FORCE}, {"keep", false, OPT_KEEP},
     {"off", false, OPT_OFF},     {"help", false, OPT_HELP},
+    {"json", false, OPT_JSON},   {"all", false, OPT_ALL},
 };
 
 struct opts {
@@ -1020,6 +1026,213 @@ static int cmd_catchall(struct ctx *c, char **args, size_t nargs)
     return code;
 }
 
+/* ---- the outgoing queue ---- */
+
+static char *forward_dir(struct ctx *c)
+{
+    return xasprintf("%s/FORWARD", c->cfg->mail_dir);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static const char *time_str(long long t, char *buf, size_t size)
+{
+    if (t <= 0) return "now";
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+/* Asks a running smtpd to try id now (or everything); false if it is not running. */
+static bool ctl_flush(struct ctx *c, const char *id)
+{
+    char *sock = xasprintf("%s/smtpd.sock", c->cfg->run_dir);
+    char *cmd = xasprintf("FLUSH%s%s", id ? " " : "", id ? id : "");
+    struct sbuf reply = SBUF_INIT(4096);
+    const char *err;
+    bool ok = ctl_request(sock, cmd, &reply, &err) == 0 && strncmp(sbuf_cstr(&reply), "OK", 2) == 0;
+    sbuf_free(&reply);
+    free(cmd);
+    free(sock);
+    return ok;
+}
+
+static int queue_fail(enum queue_admin_result r, const char *id)
+{
+    switch (r) {
+    case QUEUE_ADMIN_OK: return 0;
+    case QUEUE_ADMIN_NOTFOUND: return fail(EXIT_REFUSED, "no message %s in the queue", shown(id));
+    case QUEUE_ADMIN_BUSY:
+        return fail(EXIT_TEMPFAIL, "message %s is being sent right now; try again in a moment",
+                    shown(id));
+    case QUEUE_ADMIN_INVALID: return fail(EXIT_REFUSED, "%s is not a queue id", shown(id));
+    case QUEUE_ADMIN_ERROR: break;
+    }
+    return fail(EXIT_TEMPFAIL, "message %s: %s", shown(id), strerror(errno));
+}
+
+static int cmd_queue_list(struct ctx *c, char **args, size_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    char *dir = forward_dir(c);
+    struct queue_item *items;
+    size_t n;
+    int r = queue_admin_list(dir, &items, &n);
+    free(dir);
+    if (r < 0) return fail(EXIT_TEMPFAIL, "cannot read the queue: %s", strerror(errno));
+    bool json = c->o->seen & OPT_JSON;
+    if (json) fputc('[', stdout);
+    for (size_t i = 0; i < n; i++) {
+        const struct queue_envelope *e = &items[i].env;
+        if (json) {
+            printf("%s{\"id\":", i ? "," : "");
+            json_string(stdout, e->id);
+            printf(",\"state\":\"%s\",\"size\":%" PRIu64 ",\"attempts\":%u,\"next_try\":%lld,"
+                   "\"created\":%lld,\"sender\":",
+                   queue_state_name(items[i].state), e->size, e->attempts, e->next_try, e->created);
+            json_string(stdout, e->sender);
+            fputs(",\"recipients\":[", stdout);
+            for (size_t k = 0; k < e->nrcpts; k++) {
+                if (k) fputc(',', stdout);
+                json_string(stdout, e->rcpts[k]);
+            }
+            fputs("],\"errors\":[", stdout);
+            for (size_t k = 0; k < e->nrcpts; k++) {
+                if (k) fputc(',', stdout);
+                if (e->errors && e->errors[k])
+                    json_string(stdout, e->errors[k]);
+                else
+                    fputs("null", stdout);
+            }
+            fputs("]}", stdout);
+            continue;
+        }
+        char next[40];
+        printf("%s  %-7s  %8" PRIu64 "  attempts %u  next %s  <%s> ->", e->id,
+               queue_state_name(items[i].state), e->size, e->attempts,
+               time_str(e->next_try, next, sizeof(next)), shown(e->sender));
+        for (size_t k = 0; k < e->nrcpts; k++)
+            printf(" <%s>", shown(e->rcpts[k]));
+        fputc('\n', stdout);
+        for (size_t k = 0; e->errors && k < e->nrcpts; k++)
+            if (e->errors[k]) printf("    <%s>: %s\n", shown(e->rcpts[k]), shown(e->errors[k]));
+    }
+    if (json)
+        fputs("]\n", stdout);
+    else if (n == 0)
+        printf("The queue is empty.\n");
+    else
+        printf("%zu message%s.\n", n, n == 1 ? "" : "s");
+    queue_items_free(items, n);
+    return 0;
+}
+
+static int cmd_queue_show(struct ctx *c, char **args, size_t nargs)
+{
+    (void)nargs;
+    char *dir = forward_dir(c);
+    struct queue_item item;
+    struct sbuf headers = SBUF_INIT(SBUF_NO_MAX);
+    enum queue_admin_result r = queue_admin_show(dir, args[0], &item, &headers);
+    free(dir);
+    if (r != QUEUE_ADMIN_OK) {
+        sbuf_free(&headers);
+        return queue_fail(r, args[0]);
+    }
+    const struct queue_envelope *e = &item.env;
+    char buf[40];
+    printf("ID: %s\nState: %s\nArrived: %s\n", e->id, queue_state_name(item.state),
+           time_str(e->created, buf, sizeof(buf)));
+    printf("Next try: %s\nAttempts: %u\nSize: %" PRIu64 "\n",
+           time_str(e->next_try, buf, sizeof(buf)), e->attempts, e->size);
+    printf("From: <%s>\n", shown(e->sender));
+    if (e->auth) printf("Authenticated: %s\n", shown(e->auth));
+    if (e->client) printf("Client: %s\n", shown(e->client));
+    for (size_t k = 0; k < e->nrcpts; k++) {
+        printf("To: <%s>", shown(e->rcpts[k]));
+        if (e->errors && e->errors[k]) printf("  (last: %s)", shown(e->errors[k]));
+        fputc('\n', stdout);
+    }
+    printf("\n");
+    fwrite(headers.data ? headers.data : "", 1, headers.len, stdout);
+    sbuf_free(&headers);
+    spool_queue_envelope_clear(&item.env);
+    return 0;
+}
+
+static int cmd_queue_retry(struct ctx *c, char **args, size_t nargs)
+{
+    bool all = c->o->seen & OPT_ALL;
+    if (all == (nargs == 1)) return usage_error("queue retry: give an ID, or --all");
+    if (all) {
+        if (!ctl_flush(c, NULL))
+            return fail(EXIT_TEMPFAIL, "smtpd is not running (it tries the queue when it starts)");
+        printf("Trying every waiting message now.\n");
+        return 0;
+    }
+    char *dir = forward_dir(c);
+    enum queue_admin_result r = queue_admin_retry(dir, args[0]);
+    free(dir);
+    if (r != QUEUE_ADMIN_OK) return queue_fail(r, args[0]);
+    if (ctl_flush(c, args[0]))
+        printf("Trying %s now.\n", args[0]);
+    else
+        printf("%s will be tried when smtpd starts.\n", args[0]);
+    return 0;
+}
+
+static int cmd_queue_delete(struct ctx *c, char **args, size_t nargs)
+{
+    (void)nargs;
+    char *dir = forward_dir(c);
+    enum queue_admin_result r = queue_admin_delete(dir, args[0]);
+    free(dir);
+    if (r != QUEUE_ADMIN_OK) return queue_fail(r, args[0]);
+    printf("Deleted %s.\n", args[0]);
+    return 0;
+}
+
+static int cmd_queue_hold(struct ctx *c, char **args, size_t nargs)
+{
+    (void)nargs;
+    char *dir = forward_dir(c);
+    enum queue_admin_result r = queue_admin_hold(dir, args[0]);
+    free(dir);
+    if (r != QUEUE_ADMIN_OK) return queue_fail(r, args[0]);
+    printf("Held %s.\n", args[0]);
+    return 0;
+}
+
+static int cmd_queue_release(struct ctx *c, char **args, size_t nargs)
+{
+    (void)nargs;
+    char *dir = forward_dir(c);
+    enum queue_admin_result r = queue_admin_release(dir, args[0]);
+    free(dir);
+    if (r != QUEUE_ADMIN_OK) return queue_fail(r, args[0]);
+    if (ctl_flush(c, args[0]))
+        printf("Released %s; trying it now.\n", args[0]);
+    else
+        printf("Released %s; it will be tried when smtpd starts.\n", args[0]);
+    return 0;
+}
+
 static const struct command commands[] = {
     {"domain", "add", 1, 1, 0, cmd_domain_add, "domain add DOMAIN"},
     {"domain", "del", 1, 1, OPT_FORCE, cmd_domain_del, "domain del DOMAIN [--force]"},
@@ -1039,6 +1252,12 @@ static const struct command commands[] = {
      "forward ADDRESS TARGET [TARGET...] [--keep] | forward ADDRESS --off"},
     {"catchall", NULL, 1, 2, OPT_OFF, cmd_catchall,
      "catchall DOMAIN ADDRESS|null | catchall DOMAIN --off"},
+    {"queue", "list", 0, 0, OPT_JSON, cmd_queue_list, "queue list [--json]"},
+    {"queue", "show", 1, 1, 0, cmd_queue_show, "queue show ID"},
+    {"queue", "retry", 0, 1, OPT_ALL, cmd_queue_retry, "queue retry ID | queue retry --all"},
+    {"queue", "delete", 1, 1, 0, cmd_queue_delete, "queue delete ID"},
+    {"queue", "hold", 1, 1, 0, cmd_queue_hold, "queue hold ID"},
+    {"queue", "release", 1, 1, 0, cmd_queue_release, "queue release ID"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1170,7 +1389,9 @@ int main(int argc, char **argv)
         }
     }
     if (cmd == NULL) {
-        if (strcmp(pos[0], "domain") == 0 || strcmp(pos[0], "alias") == 0)
+        if (strcmp(pos[0], "queue") == 0)
+            code = usage_error("queue: expected list, show, retry, delete, hold or release");
+        else if (strcmp(pos[0], "domain") == 0 || strcmp(pos[0], "alias") == 0)
             code = usage_error("%s: expected add, del%s after it", pos[0],
                                strcmp(pos[0], "domain") == 0 ? " or list" : "");
         else
