@@ -792,11 +792,12 @@ static void wait_answer(ares_channel ch, struct pending *p, int64_t deadline)
     while (!p->done) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
         struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-        int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+        /* c-ares's ARES_GETSOCK_WRITABLE() shifts a signed 1 into the sign bit */
+        uint32_t bits = (uint32_t)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
         nfds_t n = 0;
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                               (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+            short ev = (short)((bits & (1u << i) ? POLLIN : 0) |
+                               (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
             if (ev) pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
         }
         int64_t left = deadline - now_ms();

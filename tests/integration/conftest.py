@@ -768,3 +768,13 @@ def proc_memory_kb(proc, key="VmHWM"):
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return None
+
+
+@pytest.fixture
+def dns_server():
+    """A DnsServer (tests/integration/dnsserver.py) on 127.0.0.1 and a free port, started;
+    stopped after the test. Fill it with add() / servfail() / timeout() / refused()."""
+    from dnsserver import DnsServer
+    srv = DnsServer(free_port()).start()
+    yield srv
+    srv.stop()
