@@ -334,10 +334,10 @@ static struct smtp_client *open_once(const char *host, const char *ip, int port,
     }
     log_proto(LOG_SMTP, c->ip, "<<<", r.text, strlen(r.text));
     if (r.code != 220) {
+        /* the next address is tried either way; if this was the last one, a 5xx
+         * greeting ("no SMTP service here", RFC 5321 3.1) fails the message for good */
         result_from_reply(res, &r);
         if (res->outcome == SMTP_OUT_OK) res->outcome = SMTP_OUT_TEMP;
-        /* a 5xx greeting says "no service here", not "no such recipient": try others */
-        res->outcome = SMTP_OUT_TEMP;
         goto fail;
     }
     st = hello(c, o, &r);
@@ -345,8 +345,8 @@ static struct smtp_client *open_once(const char *host, const char *ip, int port,
         if (st != CONN_OK)
             result_local(res, SMTP_OUT_TEMP, "4.4.2", "%s[%s]: EHLO: %s", host, ip, io_error(st));
         else {
-            result_from_reply(res, &r);
-            res->outcome = SMTP_OUT_TEMP;
+            result_from_reply(res, &r); /* HELO refused too: 5xx is for good */
+            if (res->outcome == SMTP_OUT_OK) res->outcome = SMTP_OUT_TEMP;
         }
         goto fail;
     }
