@@ -74,6 +74,10 @@ struct pooled {
     struct smtp_client *client;
     struct pooled *next;
 };
+struct busy {
+    struct smtp_client *client;
+    struct busy *next;
+};
 struct dest {
     char *key;
     int active; /* connections open (idle or busy) */
@@ -95,6 +99,7 @@ static struct {
     char *dir;
     struct runtime *rt;
     struct pooled *idle;
+    struct busy *busy; /* connections in use, cut when the service stops */
     struct dest *dests;
     uint64_t sent, bounced, deferred, attempts;
 } q = {
@@ -320,6 +325,39 @@ static void pool_reap(bool everything)
     }
 }
 
+static void busy_add(struct smtp_client *c)
+{
+    struct busy *b = xcalloc(1, sizeof(*b));
+    b->client = c;
+    pthread_mutex_lock(&q.lock);
+    b->next = q.busy;
+    q.busy = b;
+    if (q.stopping) conn_shutdown(c->conn);
+    pthread_mutex_unlock(&q.lock);
+}
+
+static void busy_remove(struct smtp_client *c)
+{
+    pthread_mutex_lock(&q.lock);
+    for (struct busy **pp = &q.busy; *pp; pp = &(*pp)->next) {
+        if ((*pp)->client == c) {
+            struct busy *b = *pp;
+            *pp = b->next;
+            free(b);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&q.lock);
+}
+
+static bool stopping(void)
+{
+    pthread_mutex_lock(&q.lock);
+    bool s = q.stopping;
+    pthread_mutex_unlock(&q.lock);
+    return s;
+}
+
 /* ---- one delivery ------------------------------------------------------------------ */
 
 struct rcpt_state {
@@ -470,8 +508,17 @@ static void deliver_group(struct runtime *rt, const struct queue_envelope *env, 
     /* first, a connection already open to this destination */
     struct smtp_client *c = pool_take(key, cfg->queue.per_domain);
     size_t hi = 0, ai = 0;
+    if (c) busy_add(c);
     while (todo > 0) {
         if (c == NULL) {
+            if (stopping()) {
+                snprintf(last.text, sizeof(last.text), "interrupted: the service is stopping");
+                snprintf(last.status, sizeof(last.status), "4.3.2");
+                last.outcome = SMTP_OUT_TEMP;
+                last.remote = false;
+                last_mta[0] = '\0';
+                break;
+            }
             /* the next address of the next host */
             while (hi < route.nhosts && ai >= route.hosts[hi].naddrs) {
                 hi++;
@@ -488,6 +535,7 @@ static void deliver_group(struct runtime *rt, const struct queue_envelope *env, 
                 snprintf(last_mta, sizeof(last_mta), "%s", h->name);
                 continue;
             }
+            busy_add(c);
         }
         for (size_t i = 0; i < todo; i++)
             addrs[i] = rs[i]->address;
@@ -515,6 +563,7 @@ static void deliver_group(struct runtime *rt, const struct queue_envelope *env, 
             log_line(LOG_SMTP, c->ip, "%s: %s", env->id, res[0].text);
             last = res[0];
             snprintf(last_mta, sizeof(last_mta), "%s", c->host);
+            busy_remove(c);
             smtp_client_close(&c); /* this worker keeps its slot for the next address */
             /* those still to do first, the answered ones after them */
             size_t w = 0;
@@ -531,6 +580,7 @@ static void deliver_group(struct runtime *rt, const struct queue_envelope *env, 
         }
         todo = 0;
     }
+    if (c) busy_remove(c);
     pool_give(key, c, cfg->queue.max_per_conn); /* the connection, or just the slot */
     for (size_t i = 0; i < todo; i++) {
         rs[i]->res = last;
@@ -705,7 +755,7 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
         else
             ntemp++;
     }
-    bool expired = now - env.created >= cfg->queue.give_up;
+    bool expired = now - env.created >= cfg->queue.give_up && !stopping();
     __atomic_fetch_add(&q.sent, nok, __ATOMIC_RELAXED);
 
     /* the recipients that failed for good now (and, past the retry period, the rest) */
@@ -766,6 +816,11 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
     if (next.next_try > env.created + cfg->queue.give_up)
         next.next_try = env.created + cfg->queue.give_up; /* the last try at the deadline */
     if (next.next_try <= now) next.next_try = now + 1;
+    if (stopping()) {
+        /* cut short by a stop: not a real attempt; at once after the restart */
+        next.attempts = env.attempts;
+        next.next_try = 0;
+    }
     bool warn = cfg->queue.delay_warning > 0 && !env.delay_notified &&
                 now - env.created >= cfg->queue.delay_warning;
     if (warn && bounce_send(cfg, BOUNCE_DELAYED, &env, fd, msg_offset, delayed, next.nrcpts) == 0)
@@ -787,7 +842,10 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
     free(back);
     again = next.next_try;
     char when[64];
-    log_format_date(when, sizeof(when), next.next_try);
+    if (next.next_try == 0)
+        snprintf(when, sizeof(when), "at the next start");
+    else
+        log_format_date(when, sizeof(when), next.next_try);
     log_line(LOG_SMTP, NULL, "%s: %zu recipient%s deferred (attempt %u), next try %s", id,
              next.nrcpts, next.nrcpts == 1 ? "" : "s", next.attempts, when);
     for (size_t i = 0; i < next.nrcpts; i++)
@@ -1008,6 +1066,8 @@ void queue_stop(void)
     if (!q.started) return;
     pthread_mutex_lock(&q.lock);
     q.stopping = true;
+    for (struct busy *b = q.busy; b; b = b->next)
+        conn_shutdown(b->client->conn);
     pthread_cond_broadcast(&q.work);
     pthread_cond_broadcast(&q.pooled);
     pthread_cond_broadcast(&q.scan);
