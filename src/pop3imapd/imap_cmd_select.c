@@ -10,14 +10,6 @@
 #include "imap_session.h"
 #include "xalloc.h"
 
-static void flag_list(struct imap_session *s, struct sbuf *out)
-{
-    sbuf_appends(out, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-    size_t nk = folder_keyword_count(s->folder);
-    for (size_t i = 0; i < nk; i++)
-        sbuf_printf(out, " %s", folder_keyword(s->folder, i));
-}
-
 void imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
     bool examine = strcmp(cmd->name, "EXAMINE") == 0;
@@ -67,14 +59,7 @@ void imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
     folder_view_init(&s->view, f, examine);
     s->state = IMAP_STATE_SELECTED;
 
-    struct sbuf flags = SBUF_INIT(SBUF_NO_MAX);
-    flag_list(s, &flags);
-    imap_send(s, "* FLAGS (%s)", sbuf_cstr(&flags));
-    if (examine)
-        imap_send(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
-    else
-        imap_send(s, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted", sbuf_cstr(&flags));
-    sbuf_free(&flags);
+    imap_send_flags(s);
     imap_send(s, "* %zu EXISTS", s->view.count);
     imap_send(s, "* %zu RECENT", s->view.nrecent);
     for (size_t i = 0; i < s->view.count; i++) {

@@ -376,6 +376,22 @@ void imap_unselect(struct imap_session *s)
     if (s->state == IMAP_STATE_SELECTED) s->state = IMAP_STATE_AUTH;
 }
 
+void imap_send_flags(struct imap_session *s)
+{
+    struct sbuf flags = SBUF_INIT(SBUF_NO_MAX);
+    sbuf_appends(&flags, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    size_t nk = folder_keyword_count(s->folder);
+    for (size_t i = 0; i < nk; i++)
+        sbuf_printf(&flags, " %s", folder_keyword(s->folder, i));
+    imap_send(s, "* FLAGS (%s)", sbuf_cstr(&flags));
+    if (s->readonly)
+        imap_send(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    else
+        imap_send(s, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted", sbuf_cstr(&flags));
+    sbuf_free(&flags);
+    s->keywords_announced = nk;
+}
+
 void imap_send_updates(struct imap_session *s, bool allow_expunge)
 {
     if (s->folder == NULL) return;
@@ -386,6 +402,8 @@ void imap_send_updates(struct imap_session *s, bool allow_expunge)
                   err ? err : "error");
         return;
     }
+    /* a keyword new to the folder (this session's STORE or APPEND, or another's) */
+    if (folder_keyword_count(s->folder) != s->keywords_announced) imap_send_flags(s);
     for (size_t i = 0; i < ch.nexpunged; i++)
         imap_send(s, "* %u EXPUNGE", ch.expunged_seqs[i]);
     if (ch.exists) {

@@ -89,8 +89,9 @@ struct imap_session {
     char *selected; /* its name, or NULL */
     struct folder *folder;
     struct folder_view view;
-    bool readonly;  /* EXAMINE */
-    bool condstore; /* CONDSTORE enabled: FETCH responses carry MODSEQ */
+    bool readonly;             /* EXAMINE */
+    bool condstore;            /* CONDSTORE enabled: FETCH responses carry MODSEQ */
+    size_t keywords_announced; /* keywords the client has been told of (FLAGS) */
 
     /* the command in progress */
     const struct imap_command *cmd;
@@ -136,6 +137,9 @@ void imap_reported(struct imap_session *s, uint32_t uid);
 void imap_send_updates(struct imap_session *s, bool allow_expunge);
 /* Writes "FLAGS (...)" for msg (with \Recent if the view has it) to out. */
 void imap_sbuf_flags(struct imap_session *s, const struct folder_msg *msg, struct sbuf *out);
+/* Sends "* FLAGS (...)" and the PERMANENTFLAGS code for the selected folder, and notes
+ * how many keywords the client now knows (RFC 3501 7.2.6: sent again when they change). */
+void imap_send_flags(struct imap_session *s);
 /* Parses a flag list argument ("(\Seen $Forwarded)" or a single flag atom) into system
  * flags and keyword bits of the selected folder (adding keywords as needed). 0, or -1
  * after replying BAD/NO. */

@@ -1647,6 +1647,25 @@ def test_store_flags_and_keywords(five):
     assert c.command("STORE", "1", "+FLAGS", "(\\Recent)").status in ("OK", "BAD")
 
 
+def test_new_keyword_announced_with_flags(alkaid, five):
+    """RFC 3501 7.2.6: when the set of flags changes, FLAGS (and PERMANENTFLAGS) are sent
+    again - to the session that made the keyword and to others on the folder."""
+    c = five
+    d = imap_tls(alkaid)
+    d.select("INBOX")
+    r = c.ok("STORE", "1", "+FLAGS", "($BrandNew)")
+    flags = [t for t in r.lines("FLAGS") if t[1] == "FLAGS"]
+    assert flags and "$BrandNew" in flags[0][2], r.untagged
+    assert any(b"PERMANENTFLAGS" in u and b"$BrandNew" in u for u in r.untagged), r.untagged
+    r = d.ok("NOOP")
+    flags = [t for t in r.lines("FLAGS") if t[1] == "FLAGS"]
+    assert flags and "$BrandNew" in flags[0][2], r.untagged
+    # once known, not repeated
+    r = c.ok("STORE", "2", "+FLAGS", "($BrandNew)")
+    assert not [t for t in r.lines("FLAGS") if t[1] == "FLAGS"], r.untagged
+    d.logout()
+
+
 def test_flags_persist_across_restart(alkaid, five):
     c = five
     c.ok("STORE", "2", "FLAGS", "(\\Seen \\Answered $Important)")
