@@ -645,10 +645,10 @@ reset:
 io_fail:
     result_local(&conn_fail, SMTP_OUT_TEMP, st == CONN_TIMEOUT ? "4.4.2" : "4.4.2",
                  "%s[%s]: %s while sending %s", c->host, c->ip, io_error(st), stage);
-    /* a recipient the server already refused for good keeps that answer */
+    /* a recipient the server already refused keeps that answer; the others (accepted
+     * or not answered yet) did not get the message */
     for (size_t i = 0; i < nrcpts; i++)
-        if (!(res[i].outcome == SMTP_OUT_PERM && res[i].remote && strcmp(stage, "RCPT TO") != 0))
-            res[i] = conn_fail;
+        if (!(res[i].remote && res[i].outcome != SMTP_OUT_OK)) res[i] = conn_fail;
     c->usable = false;
     sbuf_free(&r.lines);
     return SMTP_OUT_TEMP;
