@@ -522,6 +522,7 @@ enum smtp_outcome smtp_client_send(struct smtp_client *c, const char *from, char
     enum conn_status st = CONN_OK;
     const char *stage = "MAIL FROM";
     c->transactions++;
+    memset(res, 0, nrcpts * sizeof(*res)); /* remote = false: no answer yet */
 
     if (c->size_limit && size > c->size_limit) {
         result_local(&conn_fail, SMTP_OUT_PERM, "5.3.4",
