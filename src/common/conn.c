@@ -71,6 +71,7 @@ void conn_shutdown(struct conn *c)
 /* Waits for events on the socket until the deadline (or the interrupt, if idle). */
 static enum conn_status wait_fd(struct conn *c, short events, int64_t deadline_ms, bool idle)
 {
+    idle = idle || c->interrupt_always;
     for (;;) {
         if (idle && c->interrupt && __atomic_load_n(c->interrupt, __ATOMIC_ACQUIRE))
             return CONN_STOPPED;
@@ -318,8 +319,8 @@ enum conn_status conn_starttls(struct conn *c, SSL_CTX *ctx, int64_t deadline_ms
 
 /* ---- the client side (outbound SMTP) ------------------------------------------------ */
 
-struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *error,
-                          size_t error_size)
+struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, const bool *interrupt,
+                          char *error, size_t error_size)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -352,10 +353,18 @@ struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *e
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         int64_t left;
         int r;
-        do {
+        for (;;) {
+            if (interrupt && __atomic_load_n(interrupt, __ATOMIC_ACQUIRE)) {
+                snprintf(error, error_size, "connect to %s port %d: interrupted", ip, port);
+                close(fd);
+                return NULL;
+            }
             left = deadline_ms - conn_now_ms();
+            if (left > CONN_INTERRUPT_POLL_MS) left = CONN_INTERRUPT_POLL_MS;
             r = left > 0 ? poll(&p, 1, (int)left) : 0;
-        } while (r < 0 && errno == EINTR);
+            if (r < 0 && errno == EINTR) continue;
+            if (r != 0 || deadline_ms <= conn_now_ms()) break;
+        }
         if (r <= 0) {
             snprintf(error, error_size, "connect to %s port %d: timed out", ip, port);
             close(fd);
@@ -375,6 +384,8 @@ struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *e
     struct conn *c = conn_new(fd);
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
     c->port = port;
+    c->interrupt = interrupt;
+    c->interrupt_always = interrupt != NULL;
     return c;
 }
 

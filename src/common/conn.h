@@ -43,6 +43,7 @@ struct conn {
     bool write_failed;
     const bool *interrupt; /* when set (the service is stopping), conn_read_line() gives up
                               waiting for a line that has not begun: CONN_STOPPED */
+    bool interrupt_always; /* ... and every other wait too (outbound connections) */
     char tls_info[96];     /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once TLS is up */
 };
 
@@ -96,9 +97,10 @@ static inline bool conn_is_tls(const struct conn *conn)
     return conn->ssl != NULL;
 }
 /* The client side. Connects to ip (IPv4 or IPv6 text) port by the deadline; NULL with a
- * reason in error on failure. */
-struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, char *error,
-                          size_t error_size);
+ * reason in error on failure. When *interrupt (may be NULL) becomes true, the connect and
+ * every later wait on the connection give up (CONN_STOPPED). */
+struct conn *conn_connect(const char *ip, int port, int64_t deadline_ms, const bool *interrupt,
+                          char *error, size_t error_size);
 /* Starts TLS as the client (after the server said 220 to STARTTLS), sending server_name
  * as SNI and setting it as the name the certificate must match. The handshake does not
  * fail on a certificate that does not verify: conn_tls_verified() says whether it did. */

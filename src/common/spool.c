@@ -81,6 +81,7 @@ static void flush_buf(struct spool_file *f)
 void spool_file_write(struct spool_file *f, const void *data, size_t len)
 {
     f->size += len;
+    f->synced = false;
     if (f->error) return;
     if (f->buf.len + len > SPOOL_WBUF) flush_buf(f);
     if (len >= SPOOL_WBUF) {
@@ -93,7 +94,18 @@ void spool_file_write(struct spool_file *f, const void *data, size_t len)
 int spool_file_sync(struct spool_file *f)
 {
     flush_buf(f);
-    if (f->error == 0 && fsync(f->fd) < 0) f->error = errno;
+    if (f->error == 0 && !f->synced && fsync(f->fd) < 0) f->error = errno;
+    if (f->error) {
+        errno = f->error;
+        return -1;
+    }
+    f->synced = true;
+    return 0;
+}
+
+int spool_file_flush(struct spool_file *f)
+{
+    flush_buf(f);
     if (f->error) {
         errno = f->error;
         return -1;

@@ -42,12 +42,15 @@ struct spool_file {
     struct sbuf buf;
     uint64_t size; /* octets written so far (buffered included) */
     int error;     /* errno of the first failed write, 0 if none */
+    bool synced;   /* fsynced since the last write */
 };
 
 int spool_file_create(struct spool_file *f, const char *dir, const char *suffix);
 void spool_file_write(struct spool_file *f, const void *data, size_t len);
 /* Writes out the buffer and fsyncs. 0, or -1 with errno (also for an earlier failure). */
 int spool_file_sync(struct spool_file *f);
+/* Writes out the buffer without fsync (the file's content is complete for readers). */
+int spool_file_flush(struct spool_file *f);
 /* Closes and removes the file. */
 void spool_file_discard(struct spool_file *f);
 

@@ -37,7 +37,7 @@ static bool has_dir(char **dirs, size_t n, const char *dir)
 
 enum deliver_result deliver_message(const struct deliver_request *req, struct sbuf *reply)
 {
-    const struct spool_file *temp = req->temp;
+    struct spool_file *temp = req->temp;
     uint64_t size = temp->size;
     enum deliver_result result = DELIVER_OK;
 
@@ -92,6 +92,14 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
                  mb->address);
     }
 
+    /* mailbox copies are links to the TEMP file: it must be durable (the caller syncs
+     * it when there are local recipients; this is the safety net) */
+    if (nt > 0 && spool_file_sync(temp) < 0) {
+        log_error(LOG_SMTP, req->ip, "Cannot write %s: %s", temp->path, strerror(errno));
+        sbuf_appends(reply, "451 4.3.0 Error: cannot store the message, try again later");
+        result = DELIVER_TEMPFAIL;
+        goto out;
+    }
     size_t ndirs = 0;
     char **dirs = xcalloc(nt + 2, sizeof(char *));
     for (size_t i = 0; i < nt; i++) {

@@ -111,6 +111,9 @@ static struct {
 
 static void *worker_main(void *arg);
 
+/* Set when the service stops: every outbound wait gives up. */
+static bool interrupt_flag;
+
 long long queue_retry_delay(const long long *schedule, int n, unsigned attempts)
 {
     if (n <= 0) return 3600;
@@ -488,6 +491,7 @@ static void deliver_group(struct runtime *rt, const struct queue_envelope *env, 
         .connect_timeout_ms = cfg->queue.connect_timeout * 1000,
         .command_timeout_ms = cfg->queue.command_timeout * 1000,
         .data_timeout_ms = cfg->queue.data_timeout * 1000,
+        .interrupt = &interrupt_flag,
     };
     const char *from = env->sender;
     if (smarthost && cfg->relay_from[0] && env->sender[0]) from = cfg->relay_from;
@@ -789,10 +793,12 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
     }
     size_t remaining = n - nok - nb;
     if (remaining == 0) {
-        if (nb > 0)
-            keep_failed(fd, claimed, &env, msg_offset, nb == n ? NULL : failed_rcpts, nb);
-        else
+        if (nb == n) {
+            keep_failed(fd, claimed, &env, msg_offset, NULL, nb); /* the file moves */
+        } else {
+            if (nb > 0) keep_failed(fd, claimed, &env, msg_offset, failed_rcpts, nb);
             unlink(claimed);
+        }
         goto done;
     }
     if (nb > 0) keep_failed(fd, claimed, &env, msg_offset, failed_rcpts, nb);
@@ -1029,6 +1035,7 @@ int queue_start(const struct alkaid_config *cfg, const char **error_r)
     if (rt == NULL) return -1;
     q.rt = rt;
     q.dir = xasprintf("%s/FORWARD", cfg->mail_dir);
+    __atomic_store_n(&interrupt_flag, false, __ATOMIC_RELEASE);
     fs_mkdirs(q.dir, 0750);
     q.stopping = false;
     scan_dir();
@@ -1064,6 +1071,7 @@ int queue_reload(const struct alkaid_config *cfg, const char **error_r)
 void queue_stop(void)
 {
     if (!q.started) return;
+    __atomic_store_n(&interrupt_flag, true, __ATOMIC_RELEASE);
     pthread_mutex_lock(&q.lock);
     q.stopping = true;
     for (struct busy *b = q.busy; b; b = b->next)

@@ -151,6 +151,7 @@ static const char *io_error(enum conn_status st)
     case CONN_TIMEOUT: return "timed out";
     case CONN_EOF: return "connection closed by the server";
     case CONN_TOOLONG: return "reply line too long";
+    case CONN_STOPPED: return "interrupted (the service is stopping)";
     default: return "connection error or malformed reply";
     }
 }
@@ -315,7 +316,7 @@ static struct smtp_client *open_once(const char *host, const char *ip, int port,
     char err[256];
     *tls_failed_r = false;
     int64_t deadline = conn_now_ms() + o->connect_timeout_ms;
-    struct conn *conn = conn_connect(ip, port, deadline, err, sizeof(err));
+    struct conn *conn = conn_connect(ip, port, deadline, o->interrupt, err, sizeof(err));
     if (conn == NULL) {
         result_local(res, SMTP_OUT_TEMP, "4.4.1", "%s[%s]: %s", host, ip, err);
         return NULL;

@@ -46,6 +46,7 @@ struct smtp_client_options {
     const char *auth_user;   /* NULL/"" = no AUTH */
     const char *auth_password;
     int connect_timeout_ms, command_timeout_ms, data_timeout_ms;
+    const bool *interrupt; /* when it becomes true, every wait gives up (service stop) */
 };
 
 struct smtp_client {

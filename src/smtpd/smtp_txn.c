@@ -288,7 +288,12 @@ static void finish_message(struct smtp_session *s)
     }
     if (d->bare_newline)
         log_line(LOG_SMTP, s->ip, "Message contains bare CR or LF; stored with CRLF");
-    if (spool_file_sync(&s->temp) < 0) {
+    /* The TEMP file is linked into the local mailboxes, so it must be durable first; a
+     * message only for remote recipients is made durable by its queue file alone. */
+    bool local = false;
+    for (size_t i = 0; i < s->nrcpts && !local; i++)
+        local = s->rcpts[i].res.nmailboxes > 0;
+    if ((local ? spool_file_sync(&s->temp) : spool_file_flush(&s->temp)) < 0) {
         log_error(LOG_SMTP, s->ip, "Cannot write %s: %s", s->temp.path, strerror(errno));
         smtp_reply(s, "451 4.3.0 Error: cannot store the message, try again later");
         smtp_txn_reset(s);
