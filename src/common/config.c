@@ -109,6 +109,7 @@ static const struct cfg_key keys[] = {
     {"SMTP", "RelayFrom", CFG_STR, "", 0, 0, OFF(relay_from), check_address},
 
     {"Queue", "DeliveryThreads", CFG_INT, "20", 1, 1000, OFF(queue.threads), NULL},
+    {"Queue", "Hold", CFG_BOOL, "0", 0, 1, OFF(queue.hold), NULL},
     {"Queue", "RetrySchedule", CFG_STR, "15m,30m,1h", 0, 0, OFF(queue.retry_schedule),
      check_time_list},
     {"Queue", "GiveUpAfter", CFG_TIME, "2d", 60, 86400 * 30, OFF(queue.give_up), NULL},

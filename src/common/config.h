@@ -68,6 +68,7 @@ struct alkaid_config {
     /* [Queue] */
     struct queue_config {
         int threads;
+        bool hold;            /* start with outbound delivery held */
         char *retry_schedule; /* "15m,30m,1h": waits after the 1st, 2nd, ... failure */
         int give_up;          /* seconds after arrival */
         int delay_warning;    /* seconds after arrival; 0 = never */

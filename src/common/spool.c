@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +50,96 @@ void spool_make_id(char *buf, size_t size)
              (long)getpid(), n, spool_host);
 }
 
+/* Spent TEMP files kept for the next message: creating an inode costs more than the
+ * whole rest of receiving a small message on some file systems (ext4 without a journal
+ * scans for recently deleted inodes), and a relayed message needs a new queue file
+ * anyway. Only files no mailbox links to (st_nlink 1) are kept; they are emptied. */
+#define SPOOL_POOL_MAX 64
+static struct {
+    pthread_mutex_t lock;
+    int fd[SPOOL_POOL_MAX];
+    char *path[SPOOL_POOL_MAX];
+    char *dir[SPOOL_POOL_MAX];
+    size_t n;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool pool_get(struct spool_file *f, const char *dir)
+{
+    for (;;) {
+        int fd = -1;
+        char *path = NULL;
+        pthread_mutex_lock(&pool.lock);
+        for (size_t i = pool.n; i-- > 0;) {
+            if (strcmp(pool.dir[i], dir) != 0) continue;
+            fd = pool.fd[i];
+            path = pool.path[i];
+            free(pool.dir[i]);
+            pool.n--;
+            pool.fd[i] = pool.fd[pool.n];
+            pool.path[i] = pool.path[pool.n];
+            pool.dir[i] = pool.dir[pool.n];
+            break;
+        }
+        pthread_mutex_unlock(&pool.lock);
+        if (fd < 0) return false;
+        struct stat st;
+        struct stat byname;
+        /* still the only name of the file, and still there (temp/ may have been removed) */
+        if (fstat(fd, &st) == 0 && st.st_nlink == 1 && lstat(path, &byname) == 0 &&
+            byname.st_ino == st.st_ino && lseek(fd, 0, SEEK_SET) == 0) {
+            f->fd = fd;
+            f->path = path;
+            return true;
+        }
+        close(fd);
+        free(path);
+    }
+}
+
+static bool pool_put(struct spool_file *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0 || st.st_nlink != 1 || !S_ISREG(st.st_mode) ||
+        ftruncate(f->fd, 0) < 0)
+        return false;
+    char *dir = fs_dirname(f->path);
+    pthread_mutex_lock(&pool.lock);
+    bool kept = pool.n < SPOOL_POOL_MAX;
+    if (kept) {
+        pool.fd[pool.n] = f->fd;
+        pool.path[pool.n] = f->path;
+        pool.dir[pool.n] = dir;
+        pool.n++;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    if (!kept) free(dir);
+    return kept;
+}
+
+void spool_pool_drain(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    for (size_t i = 0; i < pool.n; i++) {
+        close(pool.fd[i]);
+        unlink(pool.path[i]);
+        free(pool.path[i]);
+        free(pool.dir[i]);
+    }
+    pool.n = 0;
+    pthread_mutex_unlock(&pool.lock);
+}
+
 int spool_file_create(struct spool_file *f, const char *dir, const char *suffix)
 {
     memset(f, 0, sizeof(*f));
     f->fd = -1;
     sbuf_init(&f->buf, SPOOL_WBUF * 2);
+    if (strcmp(suffix, ".tmp") == 0 && pool_get(f, dir)) {
+        spool_make_id(f->id, sizeof(f->id));
+        f->reusable = true;
+        return 0;
+    }
+    f->reusable = strcmp(suffix, ".tmp") == 0;
     for (int attempt = 0; attempt < 5; attempt++) {
         spool_make_id(f->id, sizeof(f->id));
         free(f->path);
@@ -115,11 +201,16 @@ int spool_file_flush(struct spool_file *f)
 
 void spool_file_discard(struct spool_file *f)
 {
+    sbuf_free(&f->buf);
+    if (f->fd >= 0 && f->path && f->reusable && pool_put(f)) {
+        f->fd = -1;
+        f->path = NULL;
+        return;
+    }
     if (f->fd >= 0) close(f->fd);
     f->fd = -1;
     if (f->path) unlink(f->path);
     xfree(f->path);
-    sbuf_free(&f->buf);
 }
 
 static bool skip_digits(const char **p)

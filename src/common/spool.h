@@ -43,6 +43,7 @@ struct spool_file {
     uint64_t size; /* octets written so far (buffered included) */
     int error;     /* errno of the first failed write, 0 if none */
     bool synced;   /* fsynced since the last write */
+    bool reusable; /* a TEMP file: kept for the next message after discard if unlinked */
 };
 
 int spool_file_create(struct spool_file *f, const char *dir, const char *suffix);
@@ -51,8 +52,12 @@ void spool_file_write(struct spool_file *f, const void *data, size_t len);
 int spool_file_sync(struct spool_file *f);
 /* Writes out the buffer without fsync (the file's content is complete for readers). */
 int spool_file_flush(struct spool_file *f);
-/* Closes and removes the file. */
+/* Closes and removes the file. A TEMP file (suffix ".tmp") that no mailbox links to is
+ * emptied and kept instead, for a later spool_file_create() in the same directory: its
+ * name then no longer matches its id (only f->path names it). */
 void spool_file_discard(struct spool_file *f);
+/* Removes the TEMP files kept for reuse (at stop; tests). */
+void spool_pool_drain(void);
 
 /* At start-up: removes the message files left in temp/ (none of them was acknowledged):
  * only names of the TEMP shape; anything else in the directory is left alone. */

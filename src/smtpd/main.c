@@ -115,6 +115,7 @@ static void smtpd_stop(void)
         server_free(&smtpd.server);
     }
     queue_stop();
+    spool_pool_drain();
     store_close(&smtpd.store);
 }
 

@@ -1038,6 +1038,8 @@ int queue_start(const struct alkaid_config *cfg, const char **error_r)
     __atomic_store_n(&interrupt_flag, false, __ATOMIC_RELEASE);
     fs_mkdirs(q.dir, 0750);
     q.stopping = false;
+    q.held = cfg->queue.hold;
+    if (q.held) log_line(LOG_SMTP, NULL, "Outbound delivery held ([Queue] Hold)");
     scan_dir();
     start_threads(cfg->queue.threads);
     if (pthread_create(&q.scanner, NULL, scanner_main, NULL) != 0) {
@@ -1054,6 +1056,8 @@ int queue_reload(const struct alkaid_config *cfg, const char **error_r)
     struct runtime *rt = runtime_new(cfg, error_r);
     if (rt == NULL) return -1;
     pthread_mutex_lock(&q.lock);
+    bool hold_changed = q.rt->cfg->queue.hold != cfg->queue.hold;
+    if (hold_changed) q.held = cfg->queue.hold;
     rt->older = q.rt;
     q.rt = rt;
     if (cfg->queue.threads > q.nthreads) start_threads(cfg->queue.threads);

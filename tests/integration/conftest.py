@@ -140,6 +140,9 @@ class Alkaid:
             ("Control", "WebPort"): self.web_port,
             # fast password hashing keeps the suite quick; the default is 10000
             ("Security", "PasswordIterations"): "4096",
+            # remote mail stays in mail/FORWARD/ where the tests look at it; the outbound
+            # delivery tests (test_queue.py) turn this off
+            ("Queue", "Hold"): "1",
         }
         settings.update(overrides or {})
         for (sec, key), val in settings.items():
@@ -373,9 +376,13 @@ def stored_messages(alkaid):
 
 
 def temp_files(alkaid):
-    """Names of the files left in temp/ (hidden ones included)."""
+    """Names of the files in temp/ (hidden ones included) that hold anything. smtpd keeps
+    up to 64 spent TEMP files, emptied, for the next messages (docs/storage.md)."""
     d = alkaid.root / "temp"
-    return sorted(os.listdir(d)) if d.exists() else []
+    if not d.exists():
+        return []
+    return sorted(n for n in os.listdir(d)
+                  if not (d / n).is_file() or (d / n).stat().st_size > 0)
 
 
 def read_queue_file(path):

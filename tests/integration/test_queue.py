@@ -89,6 +89,7 @@ def dns(dns_server):
 
 
 BASE = {
+    ("Queue", "Hold"): "0",
     ("SMTP", "RelayIPs"): "127.0.0.1",
     ("DNS", "Timeout"): "1",
     ("DNS", "Tries"): "1",

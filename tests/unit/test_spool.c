@@ -233,6 +233,7 @@ static void test_spool_file(void **state)
 
     char *path = xstrdup(f.path);
     spool_file_discard(&f);
+    spool_pool_drain(); /* a spent TEMP file is kept for reuse until then */
     assert_false(exists(path));
     assert_null(f.path);
     assert_int_equal(f.fd, -1);
@@ -251,6 +252,49 @@ static void test_spool_file_unique_names(void **state)
     assert_int_equal(count_entries(dir), 50);
     for (int i = 0; i < 50; i++)
         spool_file_discard(&f[i]);
+    spool_pool_drain();
+    assert_int_equal(count_entries(dir), 0);
+}
+
+/* A spent TEMP file is emptied and reused for the next message, unless a mailbox links
+ * to it (then reusing it would overwrite a delivered message). */
+static void test_spool_file_reuse(void **state)
+{
+    const char *dir = *state;
+    struct spool_file f, g, h;
+    assert_int_equal(spool_file_create(&f, dir, ".tmp"), 0);
+    spool_file_write(&f, "first message\r\n", 15);
+    assert_int_equal(spool_file_sync(&f), 0);
+    char *path = xstrdup(f.path);
+    char *id = xstrdup(f.id);
+    spool_file_discard(&f);
+    assert_true(exists(path));
+    assert_int_equal(spool_file_create(&g, dir, ".tmp"), 0);
+    assert_string_equal(g.path, path); /* the same file ... */
+    assert_string_not_equal(g.id, id); /* ... under a new id */
+    spool_file_write(&g, "2nd\r\n", 5);
+    assert_int_equal(spool_file_sync(&g), 0);
+    size_t len;
+    char *back = fs_read_file(g.path, 1 << 20, &len);
+    assert_int_equal(len, 5); /* emptied before reuse */
+    assert_memory_equal(back, "2nd\r\n", 5);
+    free(back);
+    /* linked into a "mailbox": not reused, and the link keeps its content */
+    char *other = xasprintf("%s/delivered", dir);
+    assert_int_equal(link(g.path, other), 0);
+    spool_file_discard(&g);
+    assert_false(exists(path));
+    back = fs_read_file(other, 1 << 20, &len);
+    assert_int_equal(len, 5);
+    free(back);
+    assert_int_equal(spool_file_create(&h, dir, ".tmp"), 0);
+    assert_string_not_equal(h.path, path);
+    spool_file_discard(&h);
+    spool_pool_drain();
+    unlink(other);
+    free(other);
+    free(path);
+    free(id);
     assert_int_equal(count_entries(dir), 0);
 }
 
@@ -262,6 +306,7 @@ static void test_spool_file_errors(void **state)
     char *missing = xasprintf("%s/none", dir);
     assert_int_equal(spool_file_create(&f, missing, ".tmp"), 0);
     spool_file_discard(&f);
+    spool_pool_drain();
     assert_int_equal(rmdir(missing), 0);
     /* one that cannot be made is an error */
     char *blocked = xasprintf("%s/file/none", dir);
@@ -891,6 +936,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ids_sort_by_time, setup, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_spool_file, setup, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_spool_file_unique_names, setup, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_spool_file_reuse, setup, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_spool_file_errors, setup, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_clean_temp, setup, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_queue_roundtrip, setup, teardown_tmpdir),
