@@ -27,8 +27,10 @@ int log_init(const char *log_dir);
 void log_set_enabled(enum log_channel ch, bool enabled);
 /* Also copy every line written to the error channel to stderr (foreground mode). */
 void log_set_stderr(bool on);
-/* Closes the files (at exit). */
+/* Closes the files (at exit), writing out what is buffered. */
 void log_shutdown(void);
+/* Writes out the lines buffered on every channel (done every 100 ms and at exit). */
+void log_flush(void);
 
 /* A line on channel ch. ip NULL means the line is about the service itself: "SYSTEM"
  * and thread [00000000]. */

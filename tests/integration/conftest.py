@@ -269,6 +269,8 @@ class Alkaid:
         return sorted(d.glob("*.tmp")) if d.exists() else []
 
     def log(self, channel):
+        # the services write their logs in batches, at most 0.1 s late (src/common/log.c)
+        time.sleep(0.2)
         d = self.root / "log" / channel
         return "".join(p.read_text(errors="replace") for p in sorted(d.glob("*.log")))
 

@@ -73,6 +73,7 @@ static int today_ymd(void)
 /* The contents of today's file of channel ch ("" if there is none). */
 static char *read_channel(const char *dir, enum log_channel ch)
 {
+    log_flush(); /* lines are written in batches */
     char *path = xasprintf("%s/%s/%08d.log", dir, chan_dir[ch], today_ymd());
     size_t len;
     char *text = fs_read_file(path, 64 << 20, &len);
@@ -214,6 +215,52 @@ static void test_system_line(void **state)
     assert_string_equal(p.ip, "2001:db8::1");
     assert_int_equal(p.tid, my_tid());
     assert_string_equal(p.action, "IPv6 client");
+    free(text);
+}
+
+/* Client lines are written in batches: by the flusher within LOG_FLUSH_MS (100 ms), at
+ * once after an error (with the lines before it) and for the service's own lines. */
+static char *read_raw(const char *dir, enum log_channel ch)
+{
+    char *path = xasprintf("%s/%s/%08d.log", dir, chan_dir[ch], today_ymd());
+    size_t len;
+    char *text = fs_read_file(path, 1 << 20, &len);
+    free(path);
+    return text ? text : xstrdup("");
+}
+
+static void test_batched_writes(void **state)
+{
+    const char *dir = *state;
+    log_flush();
+    log_line(LOG_POP3, "198.51.100.2", "batched line");
+    /* the flusher writes it within 100 ms; allow a loaded machine a second */
+    char *text = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(text);
+        text = read_raw(dir, LOG_POP3);
+        if (strstr(text, "batched line")) break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_non_null(strstr(text, "batched line"));
+    free(text);
+    /* an error writes out the channel at once, in order */
+    log_line(LOG_IMAP, "198.51.100.3", "before the error");
+    log_error(LOG_IMAP, "198.51.100.3", "the error");
+    text = read_raw(dir, LOG_IMAP);
+    char *a = strstr(text, "before the error"), *b = strstr(text, "the error\n");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(a < b);
+    free(text);
+    text = read_raw(dir, LOG_ERROR);
+    assert_non_null(strstr(text, "the error"));
+    free(text);
+    /* the service's own lines are written at once */
+    log_line(LOG_CONTROL, NULL, "service event");
+    text = read_raw(dir, LOG_CONTROL);
+    assert_non_null(strstr(text, "service event"));
     free(text);
 }
 
@@ -638,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_line_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_system_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_action_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_escaped_action_cut, setup, teardown),
