@@ -1,8 +1,10 @@
 /* server.c - listeners and one thread per session, with limits
  *
  * One accept thread per listening socket; each connection is counted (in total and per
- * client address) before its thread starts, and uncounted when the thread ends. Active
- * sessions are kept on a list so that server_stop() can wake them.
+ * client address) before its session starts, and uncounted when it ends. A session runs
+ * on a thread of its own; when it ends the thread waits a while as a spare for the next
+ * connection instead of exiting. Active sessions are kept on a list so that
+ * server_stop() can wake them.
  *
  * SECURITY: the per-address counts live in a fixed-size open-addressing table sized
  * from the session cap, so a flood of addresses cannot grow memory.
@@ -14,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,9 @@ struct listener {
     struct server *server;
 };
 
+#define SERVER_SPARE_THREADS 64 /* threads kept waiting for the next connection */
+#define SERVER_SPARE_SECONDS 30 /* how long a spare thread waits before it ends */
+
 struct server {
     char *name;
     enum log_channel channel;
@@ -60,9 +66,17 @@ struct server {
     struct ipcount *ips;
     size_t nips; /* table size (power of two) */
     struct server_stats stats;
+    /* session threads are kept for the next connection (creating one per connection
+     * was a measurable part of a short SMTP session) */
+    pthread_cond_t work;           /* a spare thread: a session is pending */
+    struct session_start *pending; /* sessions handed to spare threads, FIFO */
+    struct session_start **pending_tail;
+    unsigned npending, nspare; /* queued sessions; threads waiting for one */
+    unsigned nthreads;         /* session threads alive (running or spare) */
 };
 
 struct session_start {
+    struct session_start *next; /* on the pending list */
     struct server *server;
     const struct listener_def *def;
     struct conn *conn;
@@ -118,6 +132,8 @@ struct server *server_new(const char *name, enum log_channel channel, void *data
     s->data = data;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_cond_init(&s->work, NULL);
+    s->pending_tail = &s->pending;
     server_set_limits(s, 100, 10, 60);
     return s;
 }
@@ -133,6 +149,7 @@ void server_free(struct server **sp)
     free(s->name);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);
+    pthread_cond_destroy(&s->work);
     free(s);
     *sp = NULL;
 }
@@ -319,11 +336,11 @@ static void unlink_active(struct server *s, struct active *node)
     if (node->next) node->next->prev = node->prev;
 }
 
-static void *session_thread(void *arg)
+static void run_session(struct session_start *st)
 {
-    struct session_start *st = arg;
     struct server *s = st->server;
     struct conn *conn = st->conn;
+    ERR_clear_error(); /* nothing of an earlier session on this thread */
     pthread_mutex_lock(&s->lock);
     int handshake_s = s->handshake_timeout_s;
     pthread_mutex_unlock(&s->lock);
@@ -358,12 +375,48 @@ static void *session_thread(void *arg)
      * server_stop() that returns leaves no session state behind */
     conn_free(&conn);
     free(st);
-    OPENSSL_thread_stop();
 
     pthread_mutex_lock(&s->lock);
     s->nactive--;
     if (s->nactive == 0) pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs sessions: the first one given, then those handed over while it waits as a spare
+ * (at most SERVER_SPARE_THREADS wait, each for SERVER_SPARE_SECONDS). */
+static void *session_thread(void *arg)
+{
+    struct session_start *st = arg;
+    struct server *s = st->server;
+    for (;;) {
+        run_session(st);
+        st = NULL;
+        pthread_mutex_lock(&s->lock);
+        if (!s->stopping && s->nspare < SERVER_SPARE_THREADS) {
+            s->nspare++;
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += SERVER_SPARE_SECONDS;
+            while (s->pending == NULL && !s->stopping) {
+                if (pthread_cond_timedwait(&s->work, &s->lock, &until) == ETIMEDOUT) break;
+            }
+            s->nspare--;
+            if (s->pending) {
+                st = s->pending;
+                s->pending = st->next;
+                if (s->pending == NULL) s->pending_tail = &s->pending;
+                s->npending--;
+            }
+        }
+        if (st == NULL) {
+            s->nthreads--;
+            pthread_cond_broadcast(&s->idle);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    OPENSSL_thread_stop();
     return NULL;
 }
 
@@ -446,6 +499,20 @@ static void *accept_thread(void *arg)
             free(st);
             continue;
         }
+        /* a spare thread takes it, or a new one */
+        pthread_mutex_lock(&s->lock);
+        bool handed = s->nspare > s->npending;
+        if (handed) {
+            st->next = NULL;
+            *s->pending_tail = st;
+            s->pending_tail = &st->next;
+            s->npending++;
+            pthread_cond_signal(&s->work);
+        } else {
+            s->nthreads++;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (handed) continue;
         pthread_t tid;
         int err = pthread_create(&tid, &attr, session_thread, st);
         if (err != 0) {
@@ -454,6 +521,7 @@ static void *accept_thread(void *arg)
             unlink_active(s, &st->node);
             if (!st->over_limit) release(s, st->ip);
             s->nactive--;
+            s->nthreads--;
             if (s->nactive == 0) pthread_cond_broadcast(&s->idle);
             pthread_mutex_unlock(&s->lock);
             conn_free(&conn);
@@ -529,6 +597,10 @@ void server_stop(struct server *s, int grace_ms)
     for (struct active *a = s->active; a; a = a->next)
         conn_shutdown(a->conn);
     while (s->nactive > 0)
+        pthread_cond_wait(&s->idle, &s->lock);
+    /* the spare threads go too, before the server can be freed */
+    pthread_cond_broadcast(&s->work);
+    while (s->nthreads > 0)
         pthread_cond_wait(&s->idle, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
