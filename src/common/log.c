@@ -231,14 +231,23 @@ static void emit(enum log_channel ch, bool also_error, const char *ip, const cha
                  size_t action_len)
 {
     if (!channels[ch].enabled && !also_error) return;
+    /* the date text changes once a second: each thread keeps its last one */
+    static __thread time_t cached_sec = -1;
+    static __thread int cached_today;
+    static __thread char date[48];
+    static __thread unsigned cached_tid;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    localtime_r(&ts.tv_sec, &tm);
-    int today = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
-    char date[48];
-    log_format_date(date, sizeof(date), ts.tv_sec);
-    unsigned tid = ip ? (unsigned)syscall(SYS_gettid) : 0;
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        localtime_r(&ts.tv_sec, &tm);
+        cached_today = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+        log_format_date(date, sizeof(date), ts.tv_sec);
+        cached_sec = ts.tv_sec;
+    }
+    int today = cached_today;
+    if (ip && cached_tid == 0) cached_tid = (unsigned)syscall(SYS_gettid);
+    unsigned tid = ip ? cached_tid : 0;
 
     struct sbuf heap = SBUF_INIT(LOG_MAX_ACTION * 4 + 512);
     sbuf_printf(&heap, "%s [%08X] %s ", ip ? ip : "SYSTEM", tid, date);
