@@ -129,6 +129,23 @@ void spool_pool_drain(void)
     pthread_mutex_unlock(&pool.lock);
 }
 
+int spool_file_create_id(struct spool_file *f, const char *dir, const char *id, const char *suffix)
+{
+    memset(f, 0, sizeof(*f));
+    sbuf_init(&f->buf, SPOOL_WBUF * 2);
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    f->path = xasprintf("%s/%s%s", dir, f->id, suffix);
+    f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (f->fd < 0 && errno == ENOENT && fs_mkdirs(dir, 0750) == 0)
+        f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (f->fd >= 0) return 0;
+    int saved = errno;
+    xfree(f->path);
+    sbuf_free(&f->buf);
+    errno = saved;
+    return -1;
+}
+
 int spool_file_create(struct spool_file *f, const char *dir, const char *suffix)
 {
     memset(f, 0, sizeof(*f));
@@ -202,6 +219,13 @@ int spool_file_flush(struct spool_file *f)
 void spool_file_discard(struct spool_file *f)
 {
     sbuf_free(&f->buf);
+    if (f->committed) {
+        if (f->fd >= 0) close(f->fd);
+        f->fd = -1;
+        xfree(f->path);
+        f->committed = false;
+        return;
+    }
     if (f->fd >= 0 && f->path && f->reusable && pool_put(f)) {
         f->fd = -1;
         f->path = NULL;
@@ -255,38 +279,112 @@ static bool clean_value(const char *s)
     return s == NULL || strpbrk(s, "\r\n") == NULL;
 }
 
+#define SIZE_DIGITS 20 /* a SIZE filled in after the message: zero-padded */
+
+static bool envelope_clean(const struct queue_envelope *env)
+{
+    if (!clean_value(env->id) || strchr(env->id, '/') || !clean_value(env->sender) ||
+        !clean_value(env->auth) || !clean_value(env->client) || env->nrcpts == 0)
+        return false;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (!clean_value(env->rcpts[i]) || (env->errors && !clean_value(env->errors[i])))
+            return false;
+    return true;
+}
+
+/* The envelope and the empty line after it. With placeholder, SIZE is SIZE_DIGITS zeros
+ * whose offset goes to *size_off_r. 0, or -1 if it does not fit. */
+static int envelope_text(const struct queue_envelope *env, struct sbuf *hdr, bool placeholder,
+                         size_t *size_off_r)
+{
+    sbuf_appends(hdr, SPOOL_QUEUE_MAGIC);
+    sbuf_printf(hdr, "ID %s\n", env->id);
+    sbuf_printf(hdr, "CREATED %lld\n", env->created);
+    sbuf_printf(hdr, "FROM <%s>\n", env->sender ? env->sender : "");
+    if (env->auth) sbuf_printf(hdr, "AUTH %s\n", env->auth);
+    if (env->client) sbuf_printf(hdr, "CLIENT %s\n", env->client);
+    for (size_t i = 0; i < env->nrcpts; i++)
+        sbuf_printf(hdr, "RCPT <%s>\n", env->rcpts[i]);
+    for (size_t i = 0; env->errors && i < env->nrcpts; i++)
+        if (env->errors[i]) sbuf_printf(hdr, "LAST-ERROR <%s> %s\n", env->rcpts[i], env->errors[i]);
+    sbuf_printf(hdr, "ATTEMPTS %u\n", env->attempts);
+    sbuf_printf(hdr, "NEXT-TRY %lld\n", env->next_try);
+    if (env->delay_notified) sbuf_appends(hdr, "DELAY-NOTIFIED 1\n");
+    if (placeholder) {
+        sbuf_appends(hdr, "SIZE ");
+        *size_off_r = hdr->len;
+        return sbuf_printf(hdr, "%0*d\n\n", SIZE_DIGITS, 0) < 0 ? -1 : 0;
+    }
+    return sbuf_printf(hdr, "SIZE %" PRIu64 "\n\n", env->size) < 0 ? -1 : 0;
+}
+
+int spool_queue_begin(struct spool_file *f, const char *dir, const struct queue_envelope *env,
+                      struct spool_queue_inplace *ip)
+{
+    memset(ip, 0, sizeof(*ip));
+    f->fd = -1;
+    if (!envelope_clean(env)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
+    size_t off = 0;
+    if (envelope_text(env, &hdr, true, &off) < 0) {
+        sbuf_free(&hdr);
+        errno = E2BIG;
+        return -1;
+    }
+    if (spool_file_create_id(f, dir, env->id, ".new") < 0) {
+        sbuf_free(&hdr);
+        return -1;
+    }
+    spool_file_write(f, hdr.data, hdr.len);
+    ip->header_len = hdr.len;
+    ip->size_off = off;
+    sbuf_free(&hdr);
+    return 0;
+}
+
+int spool_queue_commit(struct spool_file *f, const char *dir, const struct spool_queue_inplace *ip,
+                       char **path_r)
+{
+    uint64_t size = f->size - ip->header_len;
+    spool_file_write(f, SPOOL_QUEUE_END, strlen(SPOOL_QUEUE_END));
+    if (spool_file_flush(f) < 0) return -1;
+    char digits[SIZE_DIGITS + 1];
+    snprintf(digits, sizeof(digits), "%0*" PRIu64, SIZE_DIGITS, size);
+    errno = 0;
+    if (pwrite(f->fd, digits, SIZE_DIGITS, (off_t)ip->size_off) != SIZE_DIGITS) {
+        if (errno == 0) errno = EIO;
+        return -1;
+    }
+    f->synced = false;
+    if (spool_file_sync(f) < 0) return -1;
+    char *final = xasprintf("%s/%s.tmp", dir, f->id);
+    if (rename(f->path, final) < 0) {
+        int e = errno;
+        free(final);
+        errno = e;
+        return -1;
+    }
+    free(f->path);
+    f->path = final; /* the queue's file now: discarding it only closes it */
+    f->committed = true;
+    if (path_r) *path_r = xstrdup(final);
+    return 0;
+}
+
 /* Writes the queue file to dir/<id>.new, fsyncs it and renames it to dir/<id><suffix>.
  * With keep_fd_r, the file stays open (read-write) and locked, its fd in *keep_fd_r. */
 static int queue_write(const char *dir, const struct queue_envelope *env, int msg_fd,
                        uint64_t offset, const char *suffix, char **path_r, int *keep_fd_r)
 {
-    if (!clean_value(env->id) || strchr(env->id, '/') || !clean_value(env->sender) ||
-        !clean_value(env->auth) || !clean_value(env->client) || env->nrcpts == 0) {
+    if (!envelope_clean(env)) {
         errno = EINVAL;
         return -1;
     }
-    for (size_t i = 0; i < env->nrcpts; i++) {
-        if (!clean_value(env->rcpts[i]) || (env->errors && !clean_value(env->errors[i]))) {
-            errno = EINVAL;
-            return -1;
-        }
-    }
     struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
-    sbuf_appends(&hdr, SPOOL_QUEUE_MAGIC);
-    sbuf_printf(&hdr, "ID %s\n", env->id);
-    sbuf_printf(&hdr, "CREATED %lld\n", env->created);
-    sbuf_printf(&hdr, "FROM <%s>\n", env->sender ? env->sender : "");
-    if (env->auth) sbuf_printf(&hdr, "AUTH %s\n", env->auth);
-    if (env->client) sbuf_printf(&hdr, "CLIENT %s\n", env->client);
-    for (size_t i = 0; i < env->nrcpts; i++)
-        sbuf_printf(&hdr, "RCPT <%s>\n", env->rcpts[i]);
-    for (size_t i = 0; env->errors && i < env->nrcpts; i++)
-        if (env->errors[i])
-            sbuf_printf(&hdr, "LAST-ERROR <%s> %s\n", env->rcpts[i], env->errors[i]);
-    sbuf_printf(&hdr, "ATTEMPTS %u\n", env->attempts);
-    sbuf_printf(&hdr, "NEXT-TRY %lld\n", env->next_try);
-    if (env->delay_notified) sbuf_appends(&hdr, "DELAY-NOTIFIED 1\n");
-    if (sbuf_printf(&hdr, "SIZE %" PRIu64 "\n\n", env->size) < 0) {
+    if (envelope_text(env, &hdr, false, NULL) < 0) {
         sbuf_free(&hdr);
         errno = E2BIG;
         return -1;

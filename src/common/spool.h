@@ -40,13 +40,16 @@ struct spool_file {
     char id[SPOOL_ID_MAX];
     char *path;
     struct sbuf buf;
-    uint64_t size; /* octets written so far (buffered included) */
-    int error;     /* errno of the first failed write, 0 if none */
-    bool synced;   /* fsynced since the last write */
-    bool reusable; /* a TEMP file: kept for the next message after discard if unlinked */
+    uint64_t size;  /* octets written so far (buffered included) */
+    int error;      /* errno of the first failed write, 0 if none */
+    bool synced;    /* fsynced since the last write */
+    bool reusable;  /* a TEMP file: kept for the next message after discard if unlinked */
+    bool committed; /* a queue file written in place and renamed: discard only closes */
 };
 
 int spool_file_create(struct spool_file *f, const char *dir, const char *suffix);
+/* The same with a given id (dir/<id><suffix>, O_EXCL). */
+int spool_file_create_id(struct spool_file *f, const char *dir, const char *id, const char *suffix);
 void spool_file_write(struct spool_file *f, const void *data, size_t len);
 /* Writes out the buffer and fsyncs. 0, or -1 with errno (also for an earlier failure). */
 int spool_file_sync(struct spool_file *f);
@@ -90,6 +93,20 @@ int spool_queue_write(const char *dir, const struct queue_envelope *env, int msg
 int spool_queue_read(const char *path, struct queue_envelope *env_r, uint64_t *msg_offset_r);
 int spool_queue_read_fd(int fd, struct queue_envelope *env_r, uint64_t *msg_offset_r);
 void spool_queue_envelope_clear(struct queue_envelope *env);
+
+/* A message only for remote recipients is received straight into its queue file:
+ * spool_queue_begin() creates dir/<env->id>.new and writes the envelope with a SIZE to be
+ * filled in; the caller writes the message with spool_file_write(); spool_queue_commit()
+ * adds the end marker, fills in SIZE, fsyncs and renames it to dir/<id>.tmp (the caller
+ * fsyncs dir). Until the commit, spool_file_discard() removes it; after, only closes it. */
+struct spool_queue_inplace {
+    uint64_t header_len; /* where the message starts */
+    size_t size_off;     /* where the SIZE digits are */
+};
+int spool_queue_begin(struct spool_file *f, const char *dir, const struct queue_envelope *env,
+                      struct spool_queue_inplace *ip);
+int spool_queue_commit(struct spool_file *f, const char *dir, const struct spool_queue_inplace *ip,
+                       char **path_r);
 /* Writes a new version of a queue file (the message copied from old_fd at msg_offset)
  * as dir/<id>.new, fsynced, locked, then renamed to dir/<id><suffix> (atomically
  * replacing a file of that name). The new file stays open and locked: *fd_r. */

@@ -116,6 +116,16 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
     char *queue_path = NULL;
     if (nr > 0) {
         queue_dir = xasprintf("%s/FORWARD", req->cfg->mail_dir);
+        if (req->inplace) {
+            if (nt > 0 || spool_queue_commit(temp, queue_dir, req->inplace, &queue_path) < 0) {
+                log_error(LOG_SMTP, req->ip, "Cannot queue %s in %s: %s", temp->id, queue_dir,
+                          nt > 0 ? "local recipients" : strerror(errno));
+                free(queue_dir);
+                goto tempfail;
+            }
+            dirs[ndirs++] = queue_dir;
+            goto sync_dirs;
+        }
         struct queue_envelope env = {
             .id = (char *)temp->id,
             .created = (long long)time(NULL),
@@ -134,6 +144,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
         }
         dirs[ndirs++] = queue_dir;
     }
+sync_dirs:
     for (size_t i = 0; i < ndirs; i++) {
         if (fs_fsync_dir_shared(dirs[i]) < 0) {
             log_error(LOG_SMTP, req->ip, "Cannot sync %s: %s", dirs[i], strerror(errno));

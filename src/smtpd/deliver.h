@@ -30,6 +30,9 @@ struct deliver_request {
     struct resolved *rcpts;
     char **rcpt_names; /* the addresses as the client gave them, for logs */
     size_t nrcpts;
+    /* non-NULL: temp is already the queue file (mail/FORWARD/<id>.new, only remote
+     * recipients, written by spool_queue_begin()); delivering means committing it */
+    const struct spool_queue_inplace *inplace;
 };
 
 enum deliver_result {

@@ -63,6 +63,8 @@ struct smtp_session {
     struct spool_file temp;
     bool temp_open;
     uint64_t body_offset;
+    bool inplace; /* only remote recipients: temp is the queue file being written */
+    struct spool_queue_inplace qip;
     struct smtp_data data;
     struct sbuf dataout;
 };

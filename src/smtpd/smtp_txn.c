@@ -208,12 +208,67 @@ static void safe_text(char *buf, size_t size, const char *s)
     buf[j] = '\0';
 }
 
-/* Opens temp/<id>.tmp and writes our trace fields. 0, or -1 after replying. */
+/* The distinct remote addresses of every recipient, when no recipient has a local
+ * mailbox; NULL (and *n_r 0) otherwise. */
+static char **remote_only(struct smtp_session *s, size_t *n_r)
+{
+    *n_r = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrcpts; i++) {
+        if (s->rcpts[i].res.nmailboxes > 0) return NULL;
+        n += s->rcpts[i].res.nremote;
+    }
+    if (n == 0) return NULL;
+    char **v = xcalloc(n, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < s->nrcpts; i++) {
+        const struct resolved *r = &s->rcpts[i].res;
+        for (size_t j = 0; j < r->nremote; j++) {
+            bool dup = false;
+            for (size_t m = 0; m < k && !dup; m++)
+                dup = resolve_same_address(v[m], r->remote[j]);
+            if (!dup) v[k++] = r->remote[j];
+        }
+    }
+    *n_r = k;
+    return v;
+}
+
+/* Opens the file the message goes to - temp/<id>.tmp, or for a message only for remote
+ * recipients its queue file mail/FORWARD/<id>.new (no copy to make later) - and writes
+ * our trace fields. 0, or -1 after replying. */
 static int begin_message(struct smtp_session *s)
 {
-    if (spool_file_create(&s->temp, s->cfg->temp_dir, ".tmp") < 0) {
-        log_error(LOG_SMTP, s->ip, "Cannot create a file in %s: %s", s->cfg->temp_dir,
-                  strerror(errno));
+    size_t nremote;
+    char **remote = remote_only(s, &nremote);
+    s->inplace = remote != NULL;
+    int r;
+    if (s->inplace) {
+        char id[SPOOL_ID_MAX];
+        spool_make_id(id, sizeof(id));
+        struct queue_envelope env = {
+            .id = id,
+            .created = (long long)time(NULL),
+            .sender = s->sender,
+            .auth = s->auth_user,
+            .client = (char *)s->ip,
+            .rcpts = remote,
+            .nrcpts = nremote,
+        };
+        char *dir = xasprintf("%s/FORWARD", s->cfg->mail_dir);
+        r = spool_queue_begin(&s->temp, dir, &env, &s->qip);
+        if (r < 0)
+            log_error(LOG_SMTP, s->ip, "Cannot create a queue file in %s: %s", dir,
+                      strerror(errno));
+        free(dir);
+        free(remote);
+    } else {
+        r = spool_file_create(&s->temp, s->cfg->temp_dir, ".tmp");
+        if (r < 0)
+            log_error(LOG_SMTP, s->ip, "Cannot create a file in %s: %s", s->cfg->temp_dir,
+                      strerror(errno));
+    }
+    if (r < 0) {
         smtp_reply(s, "451 4.3.0 Error: cannot store the message, try again later");
         return -1;
     }
@@ -226,8 +281,8 @@ static int begin_message(struct smtp_session *s)
                         : s->auth_user ? (tls ? "ESMTPSA" : "ESMTPA")
                                        : (tls ? "ESMTPS" : "ESMTP");
     struct sbuf h = SBUF_INIT(4096);
-    sbuf_printf(&h, "Return-Path: <%s>\r\n", s->sender);
-    s->body_offset = h.len;
+    if (!s->inplace) sbuf_printf(&h, "Return-Path: <%s>\r\n", s->sender);
+    s->body_offset = s->inplace ? s->qip.header_len : h.len;
     sbuf_printf(&h, "Received: from %s ([%s])\r\n\tby %s (Alkaid) with %s id %s", helo, s->ip,
                 s->cfg->hostname, proto, s->temp.id);
     if (tls) sbuf_printf(&h, "\r\n\t(%s)", s->conn->tls_info);
@@ -293,7 +348,7 @@ static void finish_message(struct smtp_session *s)
     bool local = false;
     for (size_t i = 0; i < s->nrcpts && !local; i++)
         local = s->rcpts[i].res.nmailboxes > 0;
-    if ((local ? spool_file_sync(&s->temp) : spool_file_flush(&s->temp)) < 0) {
+    if (!s->inplace && (local ? spool_file_sync(&s->temp) : spool_file_flush(&s->temp)) < 0) {
         log_error(LOG_SMTP, s->ip, "Cannot write %s: %s", s->temp.path, strerror(errno));
         smtp_reply(s, "451 4.3.0 Error: cannot store the message, try again later");
         smtp_txn_reset(s);
@@ -317,6 +372,7 @@ static void finish_message(struct smtp_session *s)
         .rcpts = res,
         .rcpt_names = names,
         .nrcpts = s->nrcpts,
+        .inplace = s->inplace ? &s->qip : NULL,
     };
     struct sbuf reply = SBUF_INIT(1024);
     enum deliver_result dr = deliver_message(&req, &reply);
