@@ -409,6 +409,11 @@ static void *session_thread(void *arg)
             }
         }
         if (st == NULL) {
+            pthread_mutex_unlock(&s->lock);
+            /* before it stops counting, so nothing of it is left once server_stop()
+             * returns (and the process may exit) */
+            OPENSSL_thread_stop();
+            pthread_mutex_lock(&s->lock);
             s->nthreads--;
             pthread_cond_broadcast(&s->idle);
             pthread_mutex_unlock(&s->lock);
@@ -416,7 +421,6 @@ static void *session_thread(void *arg)
         }
         pthread_mutex_unlock(&s->lock);
     }
-    OPENSSL_thread_stop();
     return NULL;
 }
 
