@@ -113,8 +113,9 @@ void bounce_build(const struct alkaid_config *cfg, enum bounce_kind kind,
                 dsn_id, host);
     sbuf_printf(out, "This is the mail system at host %s.\r\n\r\n", host);
     if (failed)
-        sbuf_appends(out, "I'm sorry to have to tell you that your message could not be\r\n"
-                          "delivered to one or more recipients. It is attached below.\r\n\r\n");
+        sbuf_appends(
+            out, "I'm sorry to have to tell you that your message could not be\r\n"
+                 "delivered to one or more recipients. Its headers are attached below.\r\n\r\n");
     else
         sbuf_printf(out,
                     "Your message could not be delivered yet to one or more recipients.\r\n"
