@@ -79,11 +79,13 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-/* Starts the flusher in this process if it has none (after a fork, the child has not). */
-static void ensure_flusher(void)
+/* Starts batching with a flusher thread in this process. Until then (and in programs
+ * that never call it) every line is written at once - no thread is started before a
+ * service has gone to the background (a thread made before fork() would be missing in
+ * the child, and the sanitizers' view of the threads with it). */
+void log_start_batching(void)
 {
     pid_t me = getpid();
-    if (__atomic_load_n(&flusher_pid, __ATOMIC_ACQUIRE) == me) return;
     pthread_mutex_lock(&flusher_lock);
     if (flusher_pid != me) {
         pthread_t t;
@@ -201,8 +203,7 @@ static void sanitise(struct sbuf *out, const char *text, size_t len, size_t max)
 static void write_line(enum log_channel ch, const char *line, size_t len, int today)
 {
     struct channel *c = &channels[ch];
-    bool buffered = ch != LOG_ERROR;
-    if (buffered) ensure_flusher();
+    bool buffered = ch != LOG_ERROR && __atomic_load_n(&flusher_pid, __ATOMIC_ACQUIRE) != 0;
     pthread_mutex_lock(&c->lock);
     if (c->fd < 0 || c->day != today) {
         flush_locked(c); /* the lines of the old day go to the old file */

@@ -31,6 +31,9 @@ void log_set_stderr(bool on);
 void log_shutdown(void);
 /* Writes out the lines buffered on every channel (done every 100 ms and at exit). */
 void log_flush(void);
+/* From now on, lines are gathered and written in batches by a flusher thread (services
+ * call it once they run in the background); before, each line is written at once. */
+void log_start_batching(void);
 
 /* A line on channel ch. ip NULL means the line is about the service itself: "SYSTEM"
  * and thread [00000000]. */

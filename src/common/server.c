@@ -73,6 +73,8 @@ struct server {
     struct session_start **pending_tail;
     unsigned npending, nspare; /* queued sessions; threads waiting for one */
     unsigned nthreads;         /* session threads alive (running or spare) */
+    pthread_t *ended;          /* threads that have ended, not joined yet */
+    size_t nended, capended;
 };
 
 struct session_start {
@@ -150,6 +152,7 @@ void server_free(struct server **sp)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);
     pthread_cond_destroy(&s->work);
+    free(s->ended);
     free(s);
     *sp = NULL;
 }
@@ -384,6 +387,19 @@ static void run_session(struct session_start *st)
 
 /* Runs sessions: the first one given, then those handed over while it waits as a spare
  * (at most SERVER_SPARE_THREADS wait, each for SERVER_SPARE_SECONDS). */
+/* Joins the threads that have ended. */
+static void join_ended(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = s->nended;
+    pthread_t *v = n ? xmemdup(s->ended, n * sizeof(pthread_t)) : NULL;
+    s->nended = 0;
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(v[i], NULL);
+    free(v);
+}
+
 static void *session_thread(void *arg)
 {
     struct session_start *st = arg;
@@ -414,6 +430,13 @@ static void *session_thread(void *arg)
              * returns (and the process may exit) */
             OPENSSL_thread_stop();
             pthread_mutex_lock(&s->lock);
+            /* to be joined by the next accept or by server_stop(), so that no thread is
+             * still on its way out when the server (or the process) goes */
+            if (s->nended == s->capended) {
+                s->capended = s->capended ? s->capended * 2 : 16;
+                s->ended = xreallocarray(s->ended, s->capended, sizeof(pthread_t));
+            }
+            s->ended[s->nended++] = pthread_self();
             s->nthreads--;
             pthread_cond_broadcast(&s->idle);
             pthread_mutex_unlock(&s->lock);
@@ -447,7 +470,7 @@ static void *accept_thread(void *arg)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, SERVER_STACK_SIZE);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_JOINABLE);
 
     for (bool passed = pass_gate(s); passed;) {
         struct sockaddr_storage ss;
@@ -517,6 +540,7 @@ static void *accept_thread(void *arg)
         }
         pthread_mutex_unlock(&s->lock);
         if (handed) continue;
+        join_ended(s);
         pthread_t tid;
         int err = pthread_create(&tid, &attr, session_thread, st);
         if (err != 0) {
@@ -607,6 +631,7 @@ void server_stop(struct server *s, int grace_ms)
     while (s->nthreads > 0)
         pthread_cond_wait(&s->idle, &s->lock);
     pthread_mutex_unlock(&s->lock);
+    join_ended(s);
 }
 
 void server_get_stats(struct server *s, struct server_stats *st)

@@ -350,6 +350,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     int rc = 1;
     if (pidfd < 0) goto fail_early;
     started = time(NULL);
+    log_start_batching(); /* after going to the background: it starts a thread */
     platform_signals_init();
     server_gate_close();
     if (ops->start(cfg, &err) < 0) goto fail;

@@ -86,12 +86,17 @@ static int smtpd_start(const struct alkaid_config *cfg, const char **error_r)
     listeners[1].port = cfg->smtp.submission_port;
     listeners[2].port = cfg->smtp.tls_port;
     for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
-        if (server_listen(smtpd.server, &listeners[i], error_r) < 0) return -1;
+        if (server_listen(smtpd.server, &listeners[i], error_r) < 0) goto fail;
         if (listeners[i].port)
             log_line(LOG_SMTP, NULL, "Listening for %s on %s port %d", listeners[i].name,
                      cfg->smtp.bind, listeners[i].port);
     }
-    return server_start(smtpd.server);
+    if (server_start(smtpd.server) < 0) goto fail;
+    return 0;
+fail:
+    /* the service will not call stop: nothing of ours may outlive its configuration */
+    queue_stop();
+    return -1;
 }
 
 static int smtpd_reload(const struct alkaid_config *cfg, const char **error_r)

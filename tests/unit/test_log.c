@@ -232,6 +232,7 @@ static char *read_raw(const char *dir, enum log_channel ch)
 static void test_batched_writes(void **state)
 {
     const char *dir = *state;
+    log_start_batching();
     log_flush();
     log_line(LOG_POP3, "198.51.100.2", "batched line");
     /* the flusher writes it within 100 ms; allow a loaded machine a second */
