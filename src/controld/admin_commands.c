@@ -492,7 +492,7 @@ static void user_show(struct admin_session *s, const char *arg)
 #define SET_NOADMIN 2
 #define SET_QUOTA   4
 static int user_options(struct admin_session *s, char **args, size_t from, size_t nargs,
-                        bool allow_noadmin, uint64_t *quota_r)
+                        bool allow_noadmin, uint64_t *quota_r, const char **quota_arg_r)
 {
     int seen = 0;
     for (size_t i = from; i < nargs; i++) {
@@ -502,6 +502,7 @@ static int user_options(struct admin_session *s, char **args, size_t from, size_
                    !(seen & (SET_ADMIN | SET_NOADMIN))) {
             seen |= SET_NOADMIN;
         } else if (strcasecmp(args[i], "QUOTA") == 0 && i + 1 < nargs && !(seen & SET_QUOTA)) {
+            *quota_arg_r = args[i + 1];
             if (parse_quota(args[++i], quota_r) < 0) {
                 admin_reply_err(s, "INVALID",
                                 "invalid quota %s (a number of megabytes, or with B, K, M or G;"
@@ -521,7 +522,8 @@ static int user_options(struct admin_session *s, char **args, size_t from, size_
 static void user_add(struct admin_session *s, char **args, size_t nargs)
 {
     uint64_t quota = 0;
-    int seen = user_options(s, args, 4, nargs, false, &quota);
+    const char *quota_arg = "";
+    int seen = user_options(s, args, 4, nargs, false, &quota, &quota_arg);
     if (seen < 0) return;
     char *local, *domain;
     struct store_account *a;
@@ -555,7 +557,7 @@ static void user_add(struct admin_session *s, char **args, size_t nargs)
         return;
     }
     admin_log_change(s, "USER ADD %s@%s%s%s%s", local, domain, seen & SET_ADMIN ? " ADMIN" : "",
-                     seen & SET_QUOTA ? " QUOTA " : "", seen & SET_QUOTA ? args[nargs - 1] : "");
+                     seen & SET_QUOTA ? " QUOTA " : "", seen & SET_QUOTA ? quota_arg : "");
     char *ddir = address_domain_dir(domain);
     char *mbox = mailbox_path(service_config()->mail_dir, ddir, local);
     if (mailbox_create(mbox) < 0)
@@ -624,7 +626,8 @@ static void user_passwd(struct admin_session *s, char **args)
 static void user_set(struct admin_session *s, char **args, size_t nargs)
 {
     uint64_t quota = 0;
-    int seen = user_options(s, args, 3, nargs, true, &quota);
+    const char *quota_arg = "";
+    int seen = user_options(s, args, 3, nargs, true, &quota, &quota_arg);
     if (seen < 0) return;
     if (seen == 0) {
         admin_reply_err(s, "SYNTAX", "USER SET: nothing to set (ADMIN, NOADMIN or QUOTA size)");

@@ -299,7 +299,7 @@ def test_domain_and_user_round_trip(adm):
     assert "new.test" in c.ok("DOMAIN LIST")["domains"]
     assert "new.test" in adm.user("domain", "list").stdout
 
-    assert c.ok('USER ADD carol@new.test "c pw" ADMIN QUOTA 10M') == {"done": True}
+    assert c.ok('USER ADD carol@new.test "c pw" QUOTA 10M ADMIN') == {"done": True}
     assert c.cmd("USER ADD carol@new.test x")[:2] == ("ERR", "EXISTS")
     assert c.cmd("USER ADD dave@nowhere.test x")[:2] == ("ERR", "NOTFOUND")
     assert c.cmd('USER ADD dave@new.test ""')[:2] == ("ERR", "INVALID")
