@@ -1,32 +1,55 @@
 /* main.c - alkaid-controld: the control service
  *
- * For now it runs the shared service life cycle (ctl STATUS/RELOAD/STOP, logs); the
- * remote admin port, web admin, watchdog and dial-up build on it.
+ * Runs the shared service life cycle (ctl STATUS/RELOAD/STOP, logs) and the remote
+ * administration port (admin_session.c, docs/admin-protocol.md); the web admin,
+ * watchdog and dial-up build on it.
  *
- * SECURITY: it opens no network port yet; the ctl socket is the only way in.
+ * SECURITY: the admin port is the only network port: implicit TLS, administrators only
+ * (admin.h). It is bound here, before service_main() drops privileges.
  */
 #include <stddef.h>
 
+#include "admin.h"
 #include "service.h"
+#include "tls.h"
+
+static struct store *store;
 
 static int controld_start(const struct alkaid_config *cfg, const char **error_r)
 {
-    (void)cfg;
-    (void)error_r;
+    store = service_open_store(cfg, error_r);
+    if (store == NULL) return -1;
+    SSL_CTX *tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_ciphers, error_r);
+    if (tls == NULL) return -1;
+    int r = admin_start(cfg, store, tls, error_r);
+    SSL_CTX_free(tls); /* the port keeps its own reference */
+    return r;
+}
+
+static int controld_reload(const struct alkaid_config *cfg, const char **error_r)
+{
+    SSL_CTX *tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_ciphers, error_r);
+    if (tls == NULL) return -1;
+    admin_reload(cfg, tls);
+    SSL_CTX_free(tls);
     return 0;
 }
 
 static void controld_stop(void)
 {
+    admin_stop();
+    store_close(&store);
 }
 
 static const struct service_ops controld_ops = {
     .name = "controld",
     .title = "Control",
     .channel = LOG_CONTROL,
-    .needs_tls = false,
+    .needs_tls = true,
     .start = controld_start,
+    .reload = controld_reload,
     .stop = controld_stop,
+    .status = admin_status,
 };
 
 int main(int argc, char **argv)
