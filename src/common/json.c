@@ -383,3 +383,48 @@ bool json_bool(const struct json *v, bool def)
 {
     return v != NULL && v->type == JSON_BOOL ? v->boolean : def;
 }
+
+static void write_string(struct sbuf *out, const char *s, size_t len)
+{
+    sbuf_putc(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            sbuf_putc(out, '\\');
+            sbuf_putc(out, (char)ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            sbuf_printf(out, "\\u%04x", ch);
+        } else {
+            sbuf_putc(out, (char)ch);
+        }
+    }
+    sbuf_putc(out, '"');
+}
+
+void json_write(struct sbuf *out, const struct json *v)
+{
+    switch (v->type) {
+    case JSON_NULL: sbuf_appends(out, "null"); break;
+    case JSON_BOOL: sbuf_appends(out, v->boolean ? "true" : "false"); break;
+    case JSON_NUMBER:
+        if (v->is_int)
+            sbuf_printf(out, "%lld", (long long)v->integer);
+        else
+            sbuf_printf(out, "%.17g", v->number);
+        break;
+    case JSON_STRING: write_string(out, v->str, v->str_len); break;
+    case JSON_ARRAY:
+    case JSON_OBJECT:
+        sbuf_putc(out, v->type == JSON_ARRAY ? '[' : '{');
+        for (size_t i = 0; i < v->n; i++) {
+            if (i) sbuf_putc(out, ',');
+            if (v->type == JSON_OBJECT) {
+                write_string(out, v->keys[i], strlen(v->keys[i]));
+                sbuf_putc(out, ':');
+            }
+            json_write(out, v->items[i]);
+        }
+        sbuf_putc(out, v->type == JSON_ARRAY ? ']' : '}');
+        break;
+    }
+}

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sbuf.h"
+
 #define JSON_MAX_DEPTH 64
 
 enum json_type {
@@ -53,5 +55,8 @@ const struct json *json_path(const struct json *v, const char *path);
 const char *json_str(const struct json *v, const char *def);
 int64_t json_int(const struct json *v, int64_t def);
 bool json_bool(const struct json *v, bool def);
+
+/* Appends v to out as compact JSON (strings escaped; non-ASCII bytes copied as they are). */
+void json_write(struct sbuf *out, const struct json *v);
 
 #endif
