@@ -38,9 +38,11 @@
 #include <unistd.h>
 
 #include "address.h"
+#include "admin_client.h"
 #include "config.h"
 #include "ctl.h"
 #include "fsutil.h"
+#include "json.h"
 #include "mailbox.h"
 #include "password.h"
 #include "queue_admin.h"
@@ -72,19 +74,38 @@ enum opt_bit {
     OPT_HELP = 1u << 9,
     OPT_JSON = 1u << 10,
     OPT_ALL = 1u << 11,
+    OPT_REMOTE = 1u << 12,
+    OPT_ADMIN_USER = 1u << 13,
+    OPT_ADMIN_PASSWORD = 1u << 14,
+    OPT_CA = 1u << 15,
+    OPT_INSECURE = 1u << 16,
 };
+
+/* The options of the remote mode, accepted with every command. */
+#define REMOTE_OPTS (OPT_REMOTE | OPT_ADMIN_USER | OPT_ADMIN_PASSWORD | OPT_CA | OPT_INSECURE)
 
 static const struct opt_def {
     const char *name;
     bool has_arg;
     unsigned bit;
 } opt_defs[] = {
-    {"root", true, OPT_ROOT},    {"password", true, OPT_PASSWORD},
-    {"admin", false, OPT_ADMIN}, {"no-admin", false, OPT_NO_ADMIN},
-    {"quota", true, OPT_QUOTA},  {"purge", false, OPT_PURGE},
-    {"force", false, OPT_FORCE}, {"keep", false, OPT_KEEP},
-    {"off", false, OPT_OFF},     {"help", false, OPT_HELP},
-    {"json", false, OPT_JSON},   {"all", false, OPT_ALL},
+    {"root", true, OPT_ROOT},
+    {"password", true, OPT_PASSWORD},
+    {"admin", false, OPT_ADMIN},
+    {"no-admin", false, OPT_NO_ADMIN},
+    {"quota", true, OPT_QUOTA},
+    {"purge", false, OPT_PURGE},
+    {"force", false, OPT_FORCE},
+    {"keep", false, OPT_KEEP},
+    {"off", false, OPT_OFF},
+    {"help", false, OPT_HELP},
+    {"json", false, OPT_JSON},
+    {"all", false, OPT_ALL},
+    {"remote", true, OPT_REMOTE},
+    {"admin-user", true, OPT_ADMIN_USER},
+    {"admin-password", true, OPT_ADMIN_PASSWORD},
+    {"ca", true, OPT_CA},
+    {"insecure", false, OPT_INSECURE},
 };
 
 struct opts {
@@ -93,10 +114,13 @@ struct opts {
     char *password; /* points into argv */
     const char *quota_arg;
     uint64_t quota;
+    const char *remote, *admin_user, *ca;
+    char *admin_password; /* points into argv */
 };
 
 struct ctx {
     struct opts *o;
+    struct admin_client *ac; /* the remote mode */
     struct alkaid_config *cfg;
     struct store *st;
 };
@@ -110,6 +134,7 @@ struct command {
     unsigned options; /* besides --root and --help */
     command_fn *run;
     const char *usage;
+    command_fn *remote; /* the same through the admin port */
 };
 
 static void usage_short(FILE *f);
@@ -398,48 +423,59 @@ static int prompt(const char *text, char *buf, size_t size, size_t *len_r, bool 
     return r;
 }
 
-/* The new password's hash: from --password, else asked twice on a terminal, else one
- * line of stdin. NULL after printing why. */
-static char *new_password_hash(struct ctx *c, const char *address, int *exit_r)
+/* The new password (plaintext): from --password, else asked twice on a terminal, else
+ * one line of stdin. 0 with pw[0..*len_r) set (wipe it), or the exit code after printing
+ * why. */
+static int new_password(struct ctx *c, const char *address, char *pw, size_t size, size_t *len_r)
 {
-    char pw[PASSWORD_MAX + 2], again[PASSWORD_MAX + 2];
+    char again[PASSWORD_MAX + 2];
     size_t len = 0, len2 = 0;
     bool too_long = false;
-    char *hash = NULL;
+    int code = 0;
 
     if (c->o->password != NULL) {
         len = strlen(c->o->password);
-        if (len > PASSWORD_MAX) {
+        if (len > PASSWORD_MAX || len >= size) {
             too_long = true;
         } else {
             memcpy(pw, c->o->password, len + 1);
         }
     } else if (isatty(STDIN_FILENO)) {
         char *text = xasprintf("New password for %s: ", shown(address));
-        int r = prompt(text, pw, sizeof(pw), &len, &too_long);
+        int r = prompt(text, pw, size, &len, &too_long);
         free(text);
         if (r == 0 && !too_long) {
             r = prompt("Retype the password: ", again, sizeof(again), &len2, &too_long);
             if (r == 0 && (len != len2 || memcmp(pw, again, len) != 0)) {
-                explicit_bzero(pw, sizeof(pw));
+                explicit_bzero(pw, size);
                 explicit_bzero(again, sizeof(again));
-                *exit_r = fail(EXIT_REFUSED, "the passwords do not match; nothing changed");
-                return NULL;
+                return fail(EXIT_REFUSED, "the passwords do not match; nothing changed");
             }
         }
         if (r < 0 && !too_long) len = 0;
-    } else if (read_line(pw, sizeof(pw), &len, &too_long) < 0 && !too_long) {
+    } else if (read_line(pw, size, &len, &too_long) < 0 && !too_long) {
         len = 0;
     }
 
     if (too_long)
-        *exit_r = fail(EXIT_REFUSED, "the password is too long (at most %d bytes)", PASSWORD_MAX);
+        code = fail(EXIT_REFUSED, "the password is too long (at most %d bytes)", PASSWORD_MAX);
     else if (len == 0)
-        *exit_r = fail(EXIT_REFUSED, "empty password; nothing changed");
-    else
-        hash = password_hash(pw, len, (unsigned)c->cfg->password_iterations);
-    explicit_bzero(pw, sizeof(pw));
+        code = fail(EXIT_REFUSED, "empty password; nothing changed");
     explicit_bzero(again, sizeof(again));
+    if (code != 0) explicit_bzero(pw, size);
+    *len_r = len;
+    return code;
+}
+
+/* The new password's hash (see new_password()). NULL after printing why. */
+static char *new_password_hash(struct ctx *c, const char *address, int *exit_r)
+{
+    char pw[PASSWORD_MAX + 2];
+    size_t len = 0;
+    *exit_r = new_password(c, address, pw, sizeof(pw), &len);
+    if (*exit_r != 0) return NULL;
+    char *hash = password_hash(pw, len, (unsigned)c->cfg->password_iterations);
+    explicit_bzero(pw, sizeof(pw));
     return hash;
 }
 
@@ -1233,31 +1269,561 @@ static int cmd_queue_release(struct ctx *c, char **args, size_t nargs)
     return 0;
 }
 
+/* ---- the remote mode (--remote HOST:PORT): the same commands through the admin port ---- */
+
+/* Sends req; 0 with *r holding the +OK reply, or the exit code after printing the
+ * server's text (or why the request failed). */
+static int remote_request(struct ctx *c, const char *const *req, size_t n, struct admin_reply *r)
+{
+    char error[512];
+    int code;
+    if (admin_command(c->ac, req, n, r, &code, error, sizeof(error)) < 0) {
+        fputs(PROG ": ", stderr);
+        admin_fputs_safe(stderr, error);
+        fputc('\n', stderr);
+        return code;
+    }
+    if (!r->ok) {
+        fputs(PROG ": ", stderr);
+        admin_fputs_safe(stderr, r->text);
+        fputc('\n', stderr);
+        admin_reply_clear(r);
+        return code;
+    }
+    return 0;
+}
+
+/* A request whose reply only says done: prints message (freed here) on success. */
+static int remote_simple(struct ctx *c, const char *const *req, size_t n, char *message)
+{
+    struct admin_reply r;
+    int code = remote_request(c, req, n, &r);
+    if (code == 0) {
+        admin_fputs_safe(stdout, message);
+        fputc('\n', stdout);
+        admin_reply_clear(&r);
+    }
+    free(message);
+    return code;
+}
+
+/* fixed words, then args[0..nargs), then last (may be NULL). */
+static int remote_words(struct ctx *c, const char *w1, const char *w2, char **args, size_t nargs,
+                        const char *last, char *message)
+{
+    const char **req = xcalloc(nargs + 4, sizeof(*req));
+    size_t n = 0;
+    req[n++] = w1;
+    if (w2) req[n++] = w2;
+    for (size_t i = 0; i < nargs; i++)
+        req[n++] = args[i];
+    if (last) req[n++] = last;
+    int code = remote_simple(c, req, n, message);
+    free(req);
+    return code;
+}
+
+static void print_json_list(const struct json *a)
+{
+    if (a == NULL || a->type != JSON_ARRAY || a->n == 0) {
+        fputs("none", stdout);
+        return;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (i) fputc(' ', stdout);
+        admin_fputs_safe(stdout, json_str(a->items[i], "?"));
+    }
+}
+
+static char *joined(char **args, size_t n)
+{
+    struct sbuf sb = SBUF_INIT(SBUF_NO_MAX);
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(&sb, "%s%s", i ? " " : "", args[i]);
+    return sbuf_steal(&sb);
+}
+
+static int r_domain_add(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"DOMAIN", "ADD", args[0]};
+    return remote_simple(c, req, 3, xasprintf("added domain %s", args[0]));
+}
+
+static int r_domain_del(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"DOMAIN", "DEL", args[0], "FORCE"};
+    return remote_simple(c, req, c->o->seen & OPT_FORCE ? 4 : 3,
+                         xasprintf("deleted domain %s", args[0]));
+}
+
+static int r_domain_list(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"DOMAIN", "LIST"};
+    struct admin_reply r;
+    int code = remote_request(c, req, 2, &r);
+    if (code != 0) return code;
+    const struct json *d = json_get(r.json, "domains");
+    for (size_t i = 0; d != NULL && d->type == JSON_ARRAY && i < d->n; i++) {
+        admin_fputs_safe(stdout, json_str(d->items[i], "?"));
+        fputc('\n', stdout);
+    }
+    admin_reply_clear(&r);
+    return 0;
+}
+
+static int r_add(struct ctx *c, char **args, size_t nargs)
+{
+    char pw[PASSWORD_MAX + 2];
+    size_t len;
+    int code = new_password(c, args[0], pw, sizeof(pw), &len);
+    if (code != 0) return code;
+    const char *req[7] = {"USER", "ADD", args[0], pw};
+    size_t n = 4;
+    if (c->o->seen & OPT_ADMIN) req[n++] = "ADMIN";
+    if (c->o->quota_arg != NULL) {
+        req[n++] = "QUOTA";
+        req[n++] = c->o->quota_arg;
+    }
+    code = remote_simple(c, req, n, xasprintf("added user %s", args[0]));
+    explicit_bzero(pw, sizeof(pw));
+    return code;
+}
+
+static int r_del(struct ctx *c, char **args, size_t nargs)
+{
+    bool purge = c->o->seen & OPT_PURGE;
+    const char *req[] = {"USER", "DEL", args[0], "PURGE"};
+    return remote_simple(c, req, purge ? 4 : 3,
+                         xasprintf("deleted %s%s", args[0],
+                                   purge ? " and removed its mailbox"
+                                         : "; mailbox kept (use --purge to remove it)"));
+}
+
+static int r_passwd(struct ctx *c, char **args, size_t nargs)
+{
+    char pw[PASSWORD_MAX + 2];
+    size_t len;
+    int code = new_password(c, args[0], pw, sizeof(pw), &len);
+    if (code != 0) return code;
+    const char *req[] = {"USER", "PASSWD", args[0], pw};
+    code = remote_simple(c, req, 4, xasprintf("password changed for %s", args[0]));
+    explicit_bzero(pw, sizeof(pw));
+    return code;
+}
+
+static int r_show_account(struct ctx *c, const char *address, struct admin_reply *r)
+{
+    const char *req[] = {"USER", "SHOW", address};
+    return remote_request(c, req, 3, r);
+}
+
+static int r_set(struct ctx *c, char **args, size_t nargs)
+{
+    unsigned s = c->o->seen;
+    if (!(s & (OPT_ADMIN | OPT_NO_ADMIN | OPT_QUOTA)))
+        return usage_error("set: nothing to set (--admin, --no-admin or --quota N)");
+    const char *req[6] = {"USER", "SET", args[0]};
+    size_t n = 3;
+    if (s & OPT_ADMIN) req[n++] = "ADMIN";
+    if (s & OPT_NO_ADMIN) req[n++] = "NOADMIN";
+    if (s & OPT_QUOTA) {
+        req[n++] = "QUOTA";
+        req[n++] = c->o->quota_arg;
+    }
+    struct admin_reply r;
+    int code = remote_request(c, req, n, &r);
+    if (code != 0) return code;
+    admin_reply_clear(&r);
+    if (r_show_account(c, args[0], &r) == 0) {
+        char q[32];
+        admin_fputs_safe(stdout, json_str(json_get(r.json, "address"), args[0]));
+        printf(": admin %s, quota %s\n", json_bool(json_get(r.json, "admin"), false) ? "yes" : "no",
+               quota_str((uint64_t)json_int(json_get(r.json, "quota"), 0), q, sizeof(q)));
+        admin_reply_clear(&r);
+    }
+    return 0;
+}
+
+static int r_show(struct ctx *c, char **args, size_t nargs)
+{
+    struct admin_reply r;
+    int code = r_show_account(c, args[0], &r);
+    if (code != 0) return code;
+    const struct json *v = r.json;
+    const char *type = json_str(json_get(v, "type"), "user");
+    const struct json *targets = json_get(v, "targets");
+    fputs("address: ", stdout);
+    admin_fputs_safe(stdout, json_str(json_get(v, "address"), args[0]));
+    fputs("\ntype: ", stdout);
+    admin_fputs_safe(stdout, type);
+    fputc('\n', stdout);
+    if (strcmp(type, "alias") == 0) {
+        fputs("members: ", stdout);
+        print_json_list(targets);
+        fputc('\n', stdout);
+    } else {
+        char q[32];
+        printf("admin: %s\nquota: %s\nforward: ",
+               json_bool(json_get(v, "admin"), false) ? "yes" : "no",
+               quota_str((uint64_t)json_int(json_get(v, "quota"), 0), q, sizeof(q)));
+        print_json_list(targets);
+        bool has = targets != NULL && targets->type == JSON_ARRAY && targets->n > 0;
+        printf("\nkeep-copy: %s\n", !has || json_bool(json_get(v, "keep"), false) ? "yes" : "no");
+        printf("size: %" PRId64 " bytes\n", json_int(json_get(v, "used"), 0));
+    }
+    admin_reply_clear(&r);
+    return 0;
+}
+
+static int r_list(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"USER", "LIST", nargs ? args[0] : NULL};
+    struct admin_reply r;
+    int code = remote_request(c, req, 2 + nargs, &r);
+    if (code != 0) return code;
+    const struct json *u = json_get(r.json, "users");
+    for (size_t i = 0; u != NULL && u->type == JSON_ARRAY && i < u->n; i++) {
+        const struct json *e = u->items[i];
+        const char *addr = json_str(json_get(e, "address"), "?");
+        const char *type = json_str(json_get(e, "type"), "?");
+        admin_fputs_safe(stdout, addr);
+        printf("%*s ", strlen(addr) < 40 ? (int)(40 - strlen(addr)) : 0, "");
+        if (strcmp(type, "alias") == 0) {
+            printf("alias -   -\n");
+        } else {
+            char q[32];
+            admin_fputs_safe(stdout, type);
+            printf("%*s %-3s %s\n", strlen(type) < 5 ? (int)(5 - strlen(type)) : 0, "",
+                   json_bool(json_get(e, "admin"), false) ? "yes" : "no",
+                   quota_str((uint64_t)json_int(json_get(e, "quota"), 0), q, sizeof(q)));
+        }
+    }
+    admin_reply_clear(&r);
+    return 0;
+}
+
+/* After an alias change: "alias A: members", from the server's view. */
+static int r_alias_after(struct ctx *c, const char *address, int code)
+{
+    struct admin_reply r;
+    if (code != 0) return code;
+    if (r_show_account(c, address, &r) == 0) {
+        printf("alias ");
+        admin_fputs_safe(stdout, address);
+        printf(": ");
+        print_json_list(json_get(r.json, "targets"));
+        fputc('\n', stdout);
+        admin_reply_clear(&r);
+    }
+    return 0;
+}
+
+static int remote_quiet(struct ctx *c, const char *w1, const char *w2, char **args, size_t n)
+{
+    const char **req = xcalloc(n + 3, sizeof(*req));
+    req[0] = w1;
+    req[1] = w2;
+    for (size_t i = 0; i < n; i++)
+        req[2 + i] = args[i];
+    struct admin_reply r;
+    int code = remote_request(c, req, n + 2, &r);
+    if (code == 0) admin_reply_clear(&r);
+    free(req);
+    return code;
+}
+
+static int r_alias_add(struct ctx *c, char **args, size_t nargs)
+{
+    return r_alias_after(c, args[0], remote_quiet(c, "ALIAS", "ADD", args, nargs));
+}
+
+static int r_alias_del(struct ctx *c, char **args, size_t nargs)
+{
+    int code = remote_quiet(c, "ALIAS", "DEL", args, nargs);
+    if (code == 0 && nargs == 1) {
+        printf("deleted alias ");
+        admin_fputs_safe(stdout, args[0]);
+        fputc('\n', stdout);
+        return 0;
+    }
+    return r_alias_after(c, args[0], code);
+}
+
+static int r_forward(struct ctx *c, char **args, size_t nargs)
+{
+    bool off = (c->o->seen & OPT_OFF) != 0, keep = (c->o->seen & OPT_KEEP) != 0;
+    if (off && nargs != 1) return usage_error("forward: --off takes no targets");
+    if (off && keep) return usage_error("forward: --keep and --off conflict");
+    if (!off && nargs < 2) return usage_error("forward: give targets, or --off");
+    if (off)
+        return remote_words(c, "FORWARD", NULL, args, 1, "OFF",
+                            xasprintf("forwarding off for %s", args[0]));
+    char *t = joined(args + 1, nargs - 1);
+    char *m = xasprintf("forwarding %s to %s%s", args[0], t,
+                        keep ? " (keeping a copy in the mailbox)" : "");
+    free(t);
+    return remote_words(c, "FORWARD", NULL, args, nargs, keep ? "KEEP" : NULL, m);
+}
+
+static int r_catchall(struct ctx *c, char **args, size_t nargs)
+{
+    bool off = (c->o->seen & OPT_OFF) != 0;
+    if (off != (nargs == 1))
+        return usage_error("catchall: give DOMAIN and an ADDRESS (or null), or DOMAIN --off");
+    if (off)
+        return remote_words(c, "CATCHALL", NULL, args, 1, "OFF",
+                            xasprintf("catch-all off for %s", args[0]));
+    return remote_words(c, "CATCHALL", NULL, args, 2, NULL,
+                        xasprintf("catch-all for %s: %s", args[0],
+                                  strcasecmp(args[1], "null") == 0 ? "null (discard)" : args[1]));
+}
+
+static int r_queue_list(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"QUEUE", "LIST"};
+    struct admin_reply r;
+    int code = remote_request(c, req, 2, &r);
+    if (code != 0) return code;
+    const struct json *m = json_get(r.json, "messages");
+    size_t n = m != NULL && m->type == JSON_ARRAY ? m->n : 0;
+    if (c->o->seen & OPT_JSON) {
+        /* as the local --json: the array of messages */
+        struct sbuf sb = SBUF_INIT(SBUF_NO_MAX);
+        if (n > 0)
+            json_write(&sb, m);
+        else
+            sbuf_appends(&sb, "[]");
+        fwrite(sb.data, 1, sb.len, stdout);
+        fputc('\n', stdout);
+        sbuf_free(&sb);
+        admin_reply_clear(&r);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct json *e = m->items[i];
+        char next[40];
+        admin_fputs_safe(stdout, json_str(json_get(e, "id"), "?"));
+        const char *state = json_str(json_get(e, "state"), "?");
+        fputs("  ", stdout);
+        admin_fputs_safe(stdout, state);
+        printf("%*s  %8" PRId64 "  attempts %" PRId64 "  next %s  <",
+               strlen(state) < 7 ? (int)(7 - strlen(state)) : 0, "",
+               json_int(json_get(e, "size"), 0), json_int(json_get(e, "attempts"), 0),
+               time_str(json_int(json_get(e, "next_try"), 0), next, sizeof(next)));
+        admin_fputs_safe(stdout, json_str(json_get(e, "sender"), ""));
+        fputs("> ->", stdout);
+        const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
+        size_t nr = rc != NULL && rc->type == JSON_ARRAY ? rc->n : 0;
+        for (size_t k = 0; k < nr; k++) {
+            fputs(" <", stdout);
+            admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
+            fputc('>', stdout);
+        }
+        fputc('\n', stdout);
+        for (size_t k = 0; k < nr && er != NULL && er->type == JSON_ARRAY && k < er->n; k++) {
+            if (er->items[k]->type != JSON_STRING) continue;
+            fputs("    <", stdout);
+            admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
+            fputs(">: ", stdout);
+            admin_fputs_safe(stdout, er->items[k]->str);
+            fputc('\n', stdout);
+        }
+    }
+    if (n == 0)
+        printf("The queue is empty.\n");
+    else
+        printf("%zu message%s.\n", n, n == 1 ? "" : "s");
+    admin_reply_clear(&r);
+    return 0;
+}
+
+static int r_queue_show(struct ctx *c, char **args, size_t nargs)
+{
+    const char *req[] = {"QUEUE", "SHOW", args[0]};
+    struct admin_reply r;
+    int code = remote_request(c, req, 3, &r);
+    if (code != 0) return code;
+    const struct json *e = r.json;
+    char buf[40];
+    fputs("ID: ", stdout);
+    admin_fputs_safe(stdout, json_str(json_get(e, "id"), args[0]));
+    fputs("\nState: ", stdout);
+    admin_fputs_safe(stdout, json_str(json_get(e, "state"), "?"));
+    printf("\nArrived: %s\n", time_str(json_int(json_get(e, "created"), 0), buf, sizeof(buf)));
+    printf("Next try: %s\nAttempts: %" PRId64 "\nSize: %" PRId64 "\nFrom: <",
+           time_str(json_int(json_get(e, "next_try"), 0), buf, sizeof(buf)),
+           json_int(json_get(e, "attempts"), 0), json_int(json_get(e, "size"), 0));
+    admin_fputs_safe(stdout, json_str(json_get(e, "sender"), ""));
+    fputs(">\n", stdout);
+    const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
+    for (size_t k = 0; rc != NULL && rc->type == JSON_ARRAY && k < rc->n; k++) {
+        fputs("To: <", stdout);
+        admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
+        fputc('>', stdout);
+        if (er != NULL && er->type == JSON_ARRAY && k < er->n &&
+            er->items[k]->type == JSON_STRING) {
+            fputs("  (last: ", stdout);
+            admin_fputs_safe(stdout, er->items[k]->str);
+            fputc(')', stdout);
+        }
+        fputc('\n', stdout);
+    }
+    fputc('\n', stdout);
+    const char *h = json_str(json_get(e, "headers"), "");
+    while (*h) {
+        size_t n = strcspn(h, "\r\n");
+        char *l = xstrndup(h, n);
+        admin_fputs_safe(stdout, l);
+        fputc('\n', stdout);
+        free(l);
+        h += n;
+        if (*h == '\r') h++;
+        if (*h == '\n') h++;
+    }
+    admin_reply_clear(&r);
+    return 0;
+}
+
+static int r_queue_retry(struct ctx *c, char **args, size_t nargs)
+{
+    bool all = c->o->seen & OPT_ALL;
+    if (all == (nargs == 1)) return usage_error("queue retry: give an ID, or --all");
+    const char *req[] = {"QUEUE", "RETRY", all ? "ALL" : args[0]};
+    return remote_simple(c, req, 3,
+                         all ? xstrdup("Trying every waiting message now.")
+                             : xasprintf("Trying %s now.", args[0]));
+}
+
+static int r_queue_op(struct ctx *c, const char *op, const char *id, const char *done)
+{
+    const char *req[] = {"QUEUE", op, id};
+    return remote_simple(c, req, 3, xasprintf("%s %s.", done, id));
+}
+
+static int r_queue_delete(struct ctx *c, char **args, size_t nargs)
+{
+    return r_queue_op(c, "DELETE", args[0], "Deleted");
+}
+
+static int r_queue_hold(struct ctx *c, char **args, size_t nargs)
+{
+    return r_queue_op(c, "HOLD", args[0], "Held");
+}
+
+static int r_queue_release(struct ctx *c, char **args, size_t nargs)
+{
+    return r_queue_op(c, "RELEASE", args[0], "Released");
+}
+
+/* Runs cmd through the admin port at o->remote. */
+static int remote_main(struct opts *o, const struct command *cmd, char **args, size_t nargs)
+{
+    /* HOST:PORT, [IPV6]:PORT, or HOST (the default port) */
+    char host[256];
+    int port = ADMIN_DEFAULT_PORT;
+    const char *r = o->remote, *colon;
+    if (r[0] == '[') {
+        const char *close = strchr(r, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return usage_error("--remote %s: expected HOST:PORT or [IPV6]:PORT", shown(r));
+        snprintf(host, sizeof(host), "%.*s", (int)(close - r - 1), r + 1);
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = strrchr(r, ':');
+        if (colon != NULL && strchr(r, ':') != colon) colon = NULL; /* a bare IPv6 address */
+        snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - r) : (int)strlen(r), r);
+    }
+    if (colon != NULL) {
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end != '\0' || p < 1 || p > 65535)
+            return usage_error("--remote %s: bad port", shown(r));
+        port = (int)p;
+    }
+    if (host[0] == '\0') return usage_error("--remote %s: no host", shown(r));
+    const char *user = o->admin_user ? o->admin_user : getenv("ALKAID_ADMIN_USER");
+    if (user == NULL || user[0] == '\0')
+        return usage_error("--remote needs --admin-user ADDRESS (or ALKAID_ADMIN_USER)");
+    if (o->ca != NULL && (o->seen & OPT_INSECURE))
+        return usage_error("--ca and --insecure conflict");
+
+    char pw[PASSWORD_MAX + 2];
+    size_t len = 0;
+    bool too_long = false;
+    const char *env = getenv("ALKAID_ADMIN_PASSWORD");
+    if (o->admin_password != NULL) {
+        snprintf(pw, sizeof(pw), "%s", o->admin_password);
+    } else if (env != NULL) {
+        snprintf(pw, sizeof(pw), "%s", env);
+    } else if (isatty(STDIN_FILENO)) {
+        char *text = xasprintf("Password for %s: ", shown(user));
+        int rr = prompt(text, pw, sizeof(pw), &len, &too_long);
+        free(text);
+        if (rr < 0) pw[0] = '\0';
+    } else {
+        return usage_error("--remote needs --admin-password, ALKAID_ADMIN_PASSWORD or a"
+                           " terminal to ask on");
+    }
+    if (o->seen & OPT_INSECURE)
+        warn("--insecure: the server's certificate is not checked; anyone on the path can"
+             " read the password");
+
+    struct admin_options ao = {.host = host,
+                               .port = port,
+                               .ca_file = o->ca,
+                               .insecure = (o->seen & OPT_INSECURE) != 0,
+                               .timeout_s = 30};
+    char error[1024];
+    int code;
+    struct ctx c = {.o = o};
+    c.ac = admin_connect(&ao, &code, error, sizeof(error));
+    if (c.ac == NULL) {
+        explicit_bzero(pw, sizeof(pw));
+        fputs(PROG ": ", stderr);
+        admin_fputs_safe(stderr, error);
+        fputc('\n', stderr);
+        return code;
+    }
+    code = admin_login(c.ac, user, pw, error, sizeof(error));
+    explicit_bzero(pw, sizeof(pw));
+    if (code != 0) {
+        fputs(PROG ": ", stderr);
+        admin_fputs_safe(stderr, error);
+        fputc('\n', stderr);
+    } else {
+        code = cmd->remote(&c, args, nargs);
+    }
+    admin_close(&c.ac);
+    return code;
+}
+
 static const struct command commands[] = {
-    {"domain", "add", 1, 1, 0, cmd_domain_add, "domain add DOMAIN"},
-    {"domain", "del", 1, 1, OPT_FORCE, cmd_domain_del, "domain del DOMAIN [--force]"},
-    {"domain", "list", 0, 0, 0, cmd_domain_list, "domain list"},
+    {"domain", "add", 1, 1, 0, cmd_domain_add, "domain add DOMAIN", r_domain_add},
+    {"domain", "del", 1, 1, OPT_FORCE, cmd_domain_del, "domain del DOMAIN [--force]", r_domain_del},
+    {"domain", "list", 0, 0, 0, cmd_domain_list, "domain list", r_domain_list},
     {"add", NULL, 1, 1, OPT_PASSWORD | OPT_ADMIN | OPT_QUOTA, cmd_add,
-     "add ADDRESS [--password P] [--admin] [--quota N]"},
-    {"del", NULL, 1, 1, OPT_PURGE, cmd_del, "del ADDRESS [--purge]"},
-    {"passwd", NULL, 1, 1, OPT_PASSWORD, cmd_passwd, "passwd ADDRESS [--password P]"},
+     "add ADDRESS [--password P] [--admin] [--quota N]", r_add},
+    {"del", NULL, 1, 1, OPT_PURGE, cmd_del, "del ADDRESS [--purge]", r_del},
+    {"passwd", NULL, 1, 1, OPT_PASSWORD, cmd_passwd, "passwd ADDRESS [--password P]", r_passwd},
     {"set", NULL, 1, 1, OPT_ADMIN | OPT_NO_ADMIN | OPT_QUOTA, cmd_set,
-     "set ADDRESS [--admin|--no-admin] [--quota N]"},
-    {"show", NULL, 1, 1, 0, cmd_show, "show ADDRESS"},
-    {"list", NULL, 0, 1, 0, cmd_list, "list [DOMAIN]"},
+     "set ADDRESS [--admin|--no-admin] [--quota N]", r_set},
+    {"show", NULL, 1, 1, 0, cmd_show, "show ADDRESS", r_show},
+    {"list", NULL, 0, 1, 0, cmd_list, "list [DOMAIN]", r_list},
     {"alias", "add", 2, 1 + STORE_TARGETS_MAX, 0, cmd_alias_add,
-     "alias add ADDRESS TARGET [TARGET...]"},
-    {"alias", "del", 1, 1 + STORE_TARGETS_MAX, 0, cmd_alias_del, "alias del ADDRESS [TARGET...]"},
+     "alias add ADDRESS TARGET [TARGET...]", r_alias_add},
+    {"alias", "del", 1, 1 + STORE_TARGETS_MAX, 0, cmd_alias_del, "alias del ADDRESS [TARGET...]",
+     r_alias_del},
     {"forward", NULL, 1, 1 + STORE_TARGETS_MAX, OPT_KEEP | OPT_OFF, cmd_forward,
-     "forward ADDRESS TARGET [TARGET...] [--keep] | forward ADDRESS --off"},
+     "forward ADDRESS TARGET [TARGET...] [--keep] | forward ADDRESS --off", r_forward},
     {"catchall", NULL, 1, 2, OPT_OFF, cmd_catchall,
-     "catchall DOMAIN ADDRESS|null | catchall DOMAIN --off"},
-    {"queue", "list", 0, 0, OPT_JSON, cmd_queue_list, "queue list [--json]"},
-    {"queue", "show", 1, 1, 0, cmd_queue_show, "queue show ID"},
-    {"queue", "retry", 0, 1, OPT_ALL, cmd_queue_retry, "queue retry ID | queue retry --all"},
-    {"queue", "delete", 1, 1, 0, cmd_queue_delete, "queue delete ID"},
-    {"queue", "hold", 1, 1, 0, cmd_queue_hold, "queue hold ID"},
-    {"queue", "release", 1, 1, 0, cmd_queue_release, "queue release ID"},
+     "catchall DOMAIN ADDRESS|null | catchall DOMAIN --off", r_catchall},
+    {"queue", "list", 0, 0, OPT_JSON, cmd_queue_list, "queue list [--json]", r_queue_list},
+    {"queue", "show", 1, 1, 0, cmd_queue_show, "queue show ID", r_queue_show},
+    {"queue", "retry", 0, 1, OPT_ALL, cmd_queue_retry, "queue retry ID | queue retry --all",
+     r_queue_retry},
+    {"queue", "delete", 1, 1, 0, cmd_queue_delete, "queue delete ID", r_queue_delete},
+    {"queue", "hold", 1, 1, 0, cmd_queue_hold, "queue hold ID", r_queue_hold},
+    {"queue", "release", 1, 1, 0, cmd_queue_release, "queue release ID", r_queue_release},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1267,7 +1833,7 @@ static const struct command *usage_cmd;
 static void usage_one(FILE *f)
 {
     if (usage_cmd != NULL)
-        fprintf(f, "usage: " PROG " [--root DIR] %s\n", usage_cmd->usage);
+        fprintf(f, "usage: " PROG " [--root DIR | --remote HOST:PORT ...] %s\n", usage_cmd->usage);
     else
         fprintf(f, "usage: " PROG " [--root DIR] COMMAND ...  (" PROG " --help lists them)\n");
 }
@@ -1275,6 +1841,8 @@ static void usage_one(FILE *f)
 static void usage_short(FILE *f)
 {
     fprintf(f, "usage: " PROG " [--root DIR] COMMAND ...   (or ALKAID_ROOT=DIR)\n");
+    fprintf(f, "       " PROG " --remote HOST:PORT --admin-user U [--admin-password P]"
+               " [--ca FILE | --insecure] COMMAND ...\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  " PROG " %s\n", commands[i].usage);
 }
@@ -1337,6 +1905,10 @@ static int parse_args(int argc, char **argv, struct opts *o, char ***pos_r, size
         case OPT_ROOT: o->root = value; break;
         case OPT_PASSWORD: o->password = value; break;
         case OPT_QUOTA: o->quota_arg = value; break;
+        case OPT_REMOTE: o->remote = value; break;
+        case OPT_ADMIN_USER: o->admin_user = value; break;
+        case OPT_ADMIN_PASSWORD: o->admin_password = value; break;
+        case OPT_CA: o->ca = value; break;
         default: break;
         }
     }
@@ -1366,6 +1938,12 @@ int main(int argc, char **argv)
         password_copy = xstrdup(o.password);
         explicit_bzero(o.password, strlen(o.password));
         o.password = password_copy;
+    }
+    char *admin_password_copy = NULL;
+    if (o.admin_password != NULL) {
+        admin_password_copy = xstrdup(o.admin_password);
+        explicit_bzero(o.admin_password, strlen(o.admin_password));
+        o.admin_password = admin_password_copy;
     }
 
     const struct command *cmd = NULL;
@@ -1405,7 +1983,7 @@ int main(int argc, char **argv)
         code = usage_error("%s: wrong number of arguments", pos[0]);
         goto out;
     }
-    unsigned extra = o.seen & ~(cmd->options | OPT_ROOT | OPT_HELP);
+    unsigned extra = o.seen & ~(cmd->options | OPT_ROOT | OPT_HELP | REMOTE_OPTS);
     if (extra != 0) {
         unsigned bit = extra & -extra;
         code = usage_error("%s: --%s does not apply here", pos[0], opt_name(bit));
@@ -1419,6 +1997,18 @@ int main(int argc, char **argv)
         code = usage_error("--quota %s: expected megabytes, or a size with K, M or G (500M,"
                            " 2G); 0 = unlimited",
                            shown(o.quota_arg));
+        goto out;
+    }
+    if ((o.seen & REMOTE_OPTS) && !(o.seen & OPT_REMOTE)) {
+        code = usage_error("--admin-user, --admin-password, --ca and --insecure go with --remote");
+        goto out;
+    }
+    if (o.seen & OPT_REMOTE) {
+        if (o.seen & OPT_ROOT) {
+            code = usage_error("--root and --remote conflict");
+            goto out;
+        }
+        code = remote_main(&o, cmd, args, nargs);
         goto out;
     }
     const char *root = o.root != NULL ? o.root : getenv("ALKAID_ROOT");
@@ -1461,6 +2051,10 @@ int main(int argc, char **argv)
     config_free(&c.cfg);
 
 out:
+    if (admin_password_copy != NULL) {
+        explicit_bzero(admin_password_copy, strlen(admin_password_copy));
+        free(admin_password_copy);
+    }
     if (password_copy != NULL) {
         explicit_bzero(password_copy, strlen(password_copy));
         free(password_copy);

@@ -232,3 +232,33 @@ fail:
     if (error_r) *error_r = tls_error;
     return NULL;
 }
+
+SSL_CTX *tls_admin_client_ctx_new(const char *ca_file, const char **error_r)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(tls_error, sizeof(tls_error), "cannot create a TLS context: %s", openssl_reason());
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* verified after the handshake (conn_tls_verified) so that the error can say why */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (ca_file != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            snprintf(tls_error, sizeof(tls_error), "cannot load CA file %s: %s", ca_file,
+                     openssl_reason());
+            goto fail;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(tls_error, sizeof(tls_error), "cannot load the system's CAs: %s",
+                 openssl_reason());
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    if (error_r) *error_r = tls_error;
+    return NULL;
+}

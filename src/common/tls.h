@@ -24,5 +24,9 @@ SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path, const c
  * system's when it is empty or missing); certificates are checked by the caller
  * (conn_tls_verified) so that opportunistic TLS still works with self-signed peers. */
 SSL_CTX *tls_client_ctx_new(const char *ca_file, const char **error_r);
+/* A client context for the admin port: TLS 1.2+, trusting only ca_file when given (an
+ * error if it cannot be loaded), else the system's CAs. The caller checks the result with
+ * conn_tls_verified(). */
+SSL_CTX *tls_admin_client_ctx_new(const char *ca_file, const char **error_r);
 
 #endif

@@ -1,0 +1,90 @@
+/* admin_client.h - the client side of the remote administration protocol
+ *
+ * docs/admin-protocol.md: implicit TLS, one command line, one reply line ("+OK <JSON>"
+ * or "-ERR <CODE> <text>"). Used by alkaid-admin and alkaid-user --remote.
+ *
+ *     struct admin_client *ac = admin_connect(&opts, &code, err, sizeof(err));
+ *     const char *argv[] = {"DOMAIN", "ADD", "example.com"};
+ *     struct admin_reply r;
+ *     if (admin_command(ac, argv, 3, &r, err, sizeof(err)) == 0 && r.ok) ...
+ *     admin_reply_clear(&r);
+ *     admin_close(&ac);
+ *
+ * SECURITY: the server's certificate is verified against the system CAs or the given CA
+ * file, and its name against the host, unless insecure is set. Arguments are quoted by
+ * admin_quote(), which refuses control characters (CR and LF would start a second
+ * command). Text from the server is printed through admin_fputs_safe(), which escapes
+ * control characters so that a hostile server cannot drive the terminal.
+ */
+#ifndef ALKAID_ADMIN_CLIENT_H
+#define ALKAID_ADMIN_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "json.h"
+#include "sbuf.h"
+
+#define ADMIN_DEFAULT_PORT 32000
+#define ADMIN_LINE_MAX     8192        /* a command line, CRLF included (the server's limit) */
+#define ADMIN_REPLY_MAX    (64u << 20) /* a reply line we accept */
+
+/* Exit codes shared by alkaid-admin and alkaid-user --remote. */
+#define ADMIN_EXIT_OK       0
+#define ADMIN_EXIT_REFUSED  1  /* NOTFOUND, EXISTS, INVALID, DENIED, ... */
+#define ADMIN_EXIT_USAGE    2  /* also SYNTAX and LINE */
+#define ADMIN_EXIT_AUTH     3  /* AUTH, LOCKED, or DENIED at LOGIN */
+#define ADMIN_EXIT_CONNECT  69 /* cannot connect, TLS failure */
+#define ADMIN_EXIT_TEMPFAIL 75 /* BUSY, UNAVAILABLE, TIMEOUT, INTERNAL, connection lost */
+
+struct admin_options {
+    const char *host;
+    int port;
+    const char *ca_file; /* NULL: the system's CAs */
+    bool insecure;       /* do not verify the certificate */
+    int timeout_s;       /* for connecting and for each reply */
+};
+
+struct admin_reply {
+    bool ok;
+    char code[16];     /* -ERR: the code */
+    char *text;        /* +OK: the JSON text; -ERR: the text after the code */
+    struct json *json; /* +OK: the parsed value */
+};
+
+struct admin_client;
+
+/* Connects, starts TLS, verifies the certificate and reads the greeting. NULL with a
+ * reason in error and an exit code (ADMIN_EXIT_CONNECT, or the greeting's -ERR) on
+ * failure. */
+struct admin_client *admin_connect(const struct admin_options *o, int *exit_r, char *error,
+                                   size_t error_size);
+/* The greeting's JSON (an object, or NULL). */
+const struct json *admin_greeting(const struct admin_client *ac);
+/* Sends QUIT (without waiting long) and frees. */
+void admin_close(struct admin_client **ac);
+
+/* Appends arg to out as an atom or a quoted string. -1 (out unchanged) with *error_r when
+ * it contains a control character other than TAB. */
+int admin_quote(struct sbuf *out, const char *arg, const char **error_r);
+/* The command line for args (without CRLF) into out. -1 with a reason in error when an
+ * argument cannot be sent or the line would be too long. */
+int admin_format(struct sbuf *out, const char *const *args, size_t nargs, char *error,
+                 size_t error_size);
+/* Sends one command and reads its reply. 0 with *r filled (ok or not), or -1 with a
+ * reason in error (the argument cannot be sent: ADMIN_EXIT_USAGE; the connection failed
+ * or the reply is not a valid reply: ADMIN_EXIT_TEMPFAIL) in *exit_r. */
+int admin_command(struct admin_client *ac, const char *const *args, size_t nargs,
+                  struct admin_reply *r, int *exit_r, char *error, size_t error_size);
+/* LOGIN user password: 0, or the exit code after setting error (the server's text). */
+int admin_login(struct admin_client *ac, const char *user, const char *password, char *error,
+                size_t error_size);
+void admin_reply_clear(struct admin_reply *r);
+
+/* The exit code for an -ERR code. */
+int admin_exit_code(const char *code);
+/* Writes s with control characters (C0, DEL, C1) escaped as \xNN. */
+void admin_fputs_safe(FILE *f, const char *s);
+
+#endif
