@@ -941,18 +941,18 @@ static void top_print(const struct top_sample *cur, const struct top_sample *pre
                up, nl);
     }
     static const struct {
-        const char *label, *service, *obj;
+        const char *label, *service, *obj, *conns;
     } protos[] = {
-        {"SMTP", "smtpd", "smtp"},
-        {"POP3", "pop3imapd", "pop3"},
-        {"IMAP", "pop3imapd", "imap"},
-        {"admin", "controld", "admin"},
+        {"SMTP", "smtpd", "smtp", "connections"},
+        {"POP3", "pop3imapd", "pop3", "connections"},
+        {"IMAP", "pop3imapd", "imap", "connections"},
+        {"admin", "controld", "admin", "sessions"},
     };
     printf("%s%-12s %8s %14s %14s %10s %10s%s", nl, "Protocol", "Conns", "Bytes in", "Bytes out",
            "In/s", "Out/s", nl);
     for (size_t i = 0; i < 4; i++) {
         char conns[24], bin[24], bout[24], rin[24], rout[24], path[64];
-        snprintf(path, sizeof(path), "%s.connections", protos[i].obj);
+        snprintf(path, sizeof(path), "%s.%s", protos[i].obj, protos[i].conns);
         fmt_num(conns, sizeof(conns), num(now, protos[i].service, path));
         snprintf(path, sizeof(path), "%s.bytes_in", protos[i].obj);
         int64_t in = num(now, protos[i].service, path);
