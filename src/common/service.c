@@ -350,8 +350,10 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     int rc = 1;
     if (pidfd < 0) goto fail_early;
     started = time(NULL);
-    log_start_batching(); /* after going to the background: it starts a thread */
     platform_signals_init();
+    /* after going to the background (it starts a thread), and after the signals are
+     * blocked (so the thread inherits that and SIGTERM reaches the main loop) */
+    log_start_batching();
     server_gate_close();
     if (ops->start(cfg, &err) < 0) goto fail;
     if (platform_drop_privileges(cfg->user, &err) < 0) goto fail_started;
