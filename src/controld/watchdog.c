@@ -46,6 +46,7 @@ extern char **environ;
 #define BACKOFF_MIN_MS 1000  /* first delay after a crash */
 #define BACKOFF_MAX_MS 60000 /* longest delay */
 #define STABLE_MS      60000 /* running this long resets the back-off */
+#define START_GRACE_MS 30000 /* a new process's failed pings count after this... */
 #define PING_MAX_MS    10000 /* longest wait for a ping's answer */
 #define TICK_MS        100
 #define MAX_HELPERS    8 /* WatchdogRestart commands not yet reaped */
@@ -62,6 +63,7 @@ struct child {
     long long next_ping_ms;
     long long last_action_ms; /* unsupervised: when WatchdogRestart last ran */
     int failures;             /* consecutive failed pings */
+    bool answered;            /* ...or once it has answered one */
     int backoff_ms;
     unsigned restarts;
     bool killed;      /* STOPPING: SIGKILL sent */
@@ -170,6 +172,7 @@ static int start_child(struct child *c, long long now)
     c->started_ms = now;
     c->next_ping_ms = now + (long long)cfg->watchdog_interval * 1000;
     c->failures = 0;
+    c->answered = false;
     c->killed = false;
     if (c->ever_started) {
         c->restarts++;
@@ -232,13 +235,17 @@ static bool ping(const char *name, int interval_s)
     return ok;
 }
 
-/* Counts a failed or successful ping; true when the service has now failed too often. */
-static bool count_ping(struct child *c, bool ok)
+/* Counts a failed or successful ping; true when the service has now failed too often. A
+ * process that has not answered yet is still starting (a new root makes its TLS pair, a
+ * sanitizer build is slow) and gets START_GRACE_MS before its silence counts. */
+static bool count_ping(struct child *c, bool ok, long long now)
 {
     if (ok) {
         c->failures = 0;
+        c->answered = true;
         return false;
     }
+    if (!c->answered && now - c->started_ms < START_GRACE_MS) return false;
     c->failures++;
     log_line(LOG_CONTROL, NULL, "Watchdog: alkaid-%s did not answer ctl STATUS (%d of %d)", c->name,
              c->failures, PING_FAILURES);
@@ -278,7 +285,7 @@ static void tick_supervised(struct child *c, long long now)
             pthread_mutex_lock(&lock);
             now = now_ms();
             c->next_ping_ms = now + (long long)interval * 1000;
-            if (c->state == CHILD_RUNNING && !c->restart_now && count_ping(c, ok)) {
+            if (c->state == CHILD_RUNNING && !c->restart_now && count_ping(c, ok, now)) {
                 log_error(LOG_CONTROL, NULL,
                           "Watchdog: alkaid-%s (pid %ld) stopped answering; restarting it", c->name,
                           (long)c->pid);
@@ -402,6 +409,12 @@ static void tick_unsupervised(struct child *c, long long now)
     bool there = stat(pidfile, &st) == 0;
     long owner = there ? platform_pidfile_owner(pidfile) : 0;
     free(pidfile);
+    if (owner > 0 && (pid_t)owner != c->pid) { /* another process: let it start */
+        c->started_ms = now;
+        c->answered = false;
+    } else if (owner == 0) {
+        c->answered = true; /* a dead process is not starting: no grace */
+    }
     c->pid = (pid_t)owner;
     if (!there) { /* not running, or stopped cleanly: not ours to start */
         c->failures = 0;
@@ -416,7 +429,7 @@ static void tick_unsupervised(struct child *c, long long now)
         now = now_ms();
     } /* else: the pid file is left behind by a process that died */
     if (ok && now - c->last_action_ms >= STABLE_MS) c->backoff_ms = BACKOFF_MIN_MS;
-    if (!count_ping(c, ok)) return;
+    if (!count_ping(c, ok, now)) return;
     if (c->last_action_ms && now - c->last_action_ms < c->backoff_ms) return;
     log_error(LOG_CONTROL, NULL, "Watchdog: alkaid-%s %s", c->name,
               owner > 0 ? "stopped answering" : "died (its pid file is left behind)");
@@ -601,7 +614,9 @@ void watchdog_status(struct sbuf *json)
             sbuf_printf(json, "\"pid\":%ld", (long)c->pid);
         else
             sbuf_appends(json, "\"pid\":null");
-        sbuf_printf(json, ",\"running\":%s,\"restarts\":%u}", up ? "true" : "false", c->restarts);
+        sbuf_printf(json, ",\"running\":%s,\"answering\":%s,\"restarts\":%u}",
+                    up ? "true" : "false", up && c->answered && c->failures == 0 ? "true" : "false",
+                    c->restarts);
     }
     sbuf_appends(json, "}}");
     pthread_mutex_unlock(&lock);

@@ -95,6 +95,7 @@ def test_supervise_starts_both_and_stop_stops_them(root):
     for service in SERVICES:
         s = w["services"][service]
         assert s["running"] is True and s["restarts"] == 0, s
+        assert wait_until(lambda: watched(root)["services"][service]["answering"], 15)
         pids[service] = s["pid"]
         # the child is the service of the root, run by controld
         assert read_pid(root, service) == s["pid"]
@@ -130,7 +131,8 @@ def test_kill9_restarted_within_seconds(root):
     w = watched(root)
     assert w["services"]["smtpd"]["restarts"] == 1
     # the other one was left alone
-    assert w["services"]["pop3imapd"] == {"pid": other, "running": True, "restarts": 0}
+    p = w["services"]["pop3imapd"]
+    assert (p["pid"], p["running"], p["restarts"]) == (other, True, 0), p
     log = root.log("control")
     assert "Watchdog: alkaid-smtpd (pid %d) was killed by signal 9" % old in log
     assert "Watchdog: restarted alkaid-smtpd (pid %d, restart 1)" % new in log
@@ -169,6 +171,9 @@ def test_crash_loop_backs_off(root):
 def test_hung_service_restarted(root):
     supervise(root)
     old = child_pid(root, "smtpd")
+    # silence counts at once only from a service that has answered (a starting one gets
+    # 30 s)
+    assert wait_until(lambda: watched(root)["services"]["smtpd"]["answering"], 15)
     os.kill(old, signal.SIGSTOP)
     new = wait_new_pid(root, "smtpd", old, timeout=30)
     wait_port(root.smtp_port, timeout=10)
@@ -203,7 +208,8 @@ def test_unsupervised_restart_needs_a_command(root):
     assert r.returncode == 0, r.stderr
     w = watched(root)
     assert w["supervising"] is False
-    assert w["services"]["smtpd"] == {"pid": None, "running": False, "restarts": 0}
+    assert w["services"]["smtpd"] == {"pid": None, "running": False, "answering": False,
+                                      "restarts": 0}
     r = ctl(root, "controld", "RESTART smtpd")
     assert r.returncode == 1
     assert "[Control] WatchdogRestart is empty" in r.stdout, r.stdout
