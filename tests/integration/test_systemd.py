@@ -72,3 +72,13 @@ def test_cmake_install_puts_the_units(tmp_path):
         text = (unitdir / ("alkaid-%s.service" % service)).read_text()
         assert "ExecStart=" in text and "sbin/alkaid-%s --root /var/lib/alkaid" % service in text
     assert "u alkaid" in (tmp_path / "lib" / "sysusers.d" / "alkaid.conf").read_text()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("option", ["--install", "--uninstall"])
+def test_windows_options_point_to_systemd(service, option, tmp_path):
+    r = subprocess.run([str(BIN / ("alkaid-" + service)), "--root", str(tmp_path / "r"), option],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "alkaid-%s.service" % service in r.stderr and "docs/systemd.md" in r.stderr
+    assert not (tmp_path / "r").exists()  # nothing was set up
