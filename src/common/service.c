@@ -373,7 +373,8 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     started = time(NULL);
     platform_signals_init();
     server_gate_close();
-    if (ops->start(cfg, &err) < 0) goto fail;
+    /* a start that fails half-way may have started threads: stop undoes it */
+    if (ops->start(cfg, &err) < 0) goto fail_started;
     if (platform_drop_privileges(cfg->user, &err) < 0) goto fail_started;
     server_gate_open(); /* only now may clients be served */
     ctl = ctl_server_start(sockpath, ctl_handler, NULL, &err);
@@ -407,7 +408,6 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
 
 fail_started:
     ops->stop();
-fail:
     /* log_error() also prints to stderr in the foreground */
     log_error(ops->channel, NULL, "%s Service not started: %s", ops->title, err);
     goto report;
