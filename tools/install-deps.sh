@@ -5,7 +5,8 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libssl-dev libsqlite3-dev libiniparser-dev
             libc-ares-dev openssl)
-test_pkgs=(libcmocka-dev python3-pytest swaks curl clang libclang-rt-14-dev sqlite3 isync)
+test_pkgs=(libcmocka-dev python3-pytest swaks curl clang libclang-rt-14-dev sqlite3 isync
+           gcc-mingw-w64-x86-64)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

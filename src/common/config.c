@@ -133,6 +133,9 @@ static const struct cfg_key keys[] = {
     {"Control", "Bind", CFG_STR, "127.0.0.1", 0, 0, OFF(control_bind), check_bind},
     {"Control", "AdminPort", CFG_PORT, "32000", 0, 65535, OFF(admin_port), NULL},
     {"Control", "WebPort", CFG_PORT, "32080", 0, 65535, OFF(web_port), NULL},
+    {"Control", "Watchdog", CFG_BOOL, "1", 0, 1, OFF(watchdog), NULL},
+    {"Control", "WatchdogInterval", CFG_TIME, "10", 1, 3600, OFF(watchdog_interval), NULL},
+    {"Control", "WatchdogRestart", CFG_STR, "", 0, 0, OFF(watchdog_restart), check_line},
 
     {"TLS", "Certificate", CFG_PATH, "config/tls/cert.pem", 0, 0, OFF(tls_cert), NULL},
     {"TLS", "Key", CFG_PATH, "config/tls/key.pem", 0, 0, OFF(tls_key), NULL},

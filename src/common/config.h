@@ -91,6 +91,9 @@ struct alkaid_config {
     char *control_bind;
     int admin_port;
     int web_port;
+    bool watchdog;          /* ping the services over ctl and restart a hung one */
+    int watchdog_interval;  /* seconds between pings */
+    char *watchdog_restart; /* command template without --supervise ("" = only log) */
 
     /* [TLS] (absolute paths) */
     char *tls_cert;

@@ -173,6 +173,12 @@ void ctl_server_stop(struct ctl_server **ctlp)
 
 int ctl_request(const char *path, const char *command, struct sbuf *reply, const char **error_r)
 {
+    return ctl_request_timeout(path, command, 30000, reply, error_r);
+}
+
+int ctl_request_timeout(const char *path, const char *command, int timeout_ms, struct sbuf *reply,
+                        const char **error_r)
+{
     struct sockaddr_un addr;
     int dfd;
     if (make_addr(path, &addr, &dfd) < 0) {
@@ -196,9 +202,9 @@ int ctl_request(const char *path, const char *command, struct sbuf *reply, const
     char buf[4096];
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, 30000);
+        int r = poll(&p, 1, timeout_ms);
         if (r == 0) {
-            snprintf(ctl_error, sizeof(ctl_error), "%s: no answer within 30 seconds", path);
+            snprintf(ctl_error, sizeof(ctl_error), "%s: no answer within %d ms", path, timeout_ms);
             goto fail;
         }
         if (r < 0 && errno == EINTR) continue;

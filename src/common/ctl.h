@@ -27,5 +27,8 @@ struct ctl_server *ctl_server_start(const char *path, ctl_handler_fn *handler, v
 void ctl_server_stop(struct ctl_server **ctl);
 /* Sends command to the socket at path and collects the reply. 0, or -1 with *error_r. */
 int ctl_request(const char *path, const char *command, struct sbuf *reply, const char **error_r);
+/* The same, waiting at most timeout_ms for each part of the reply (ctl_request: 30 s). */
+int ctl_request_timeout(const char *path, const char *command, int timeout_ms, struct sbuf *reply,
+                        const char **error_r);
 
 #endif

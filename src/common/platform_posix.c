@@ -214,3 +214,33 @@ void platform_chown_to(const char *path, const char *user)
         /* reported when the service later fails to write there */
     }
 }
+
+void platform_event_handled(enum platform_event ev)
+{
+    (void)ev;
+}
+
+static const char *no_scm(const char *name)
+{
+    snprintf(platform_error, sizeof(platform_error),
+             "--install and --uninstall are for Windows' Service Control Manager; here, use "
+             "the systemd unit config/alkaid-%s.service (installed by cmake --install: "
+             "systemctl enable --now alkaid-%s), see docs/systemd.md",
+             name, name);
+    return platform_error;
+}
+
+int platform_service_install(const char *name, const char *title, const char *root,
+                             const char **error_r)
+{
+    (void)title;
+    (void)root;
+    *error_r = no_scm(name);
+    return -2;
+}
+
+int platform_service_uninstall(const char *name, const char **error_r)
+{
+    *error_r = no_scm(name);
+    return -2;
+}

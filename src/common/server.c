@@ -96,14 +96,14 @@ static bool gate_closed;
 void server_gate_close(void)
 {
     pthread_mutex_lock(&gate_lock);
-    gate_closed = true;
+    __atomic_store_n(&gate_closed, true, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&gate_lock);
 }
 
 void server_gate_open(void)
 {
     pthread_mutex_lock(&gate_lock);
-    gate_closed = false;
+    __atomic_store_n(&gate_closed, false, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&gate_cond);
     pthread_mutex_unlock(&gate_lock);
 }
@@ -472,7 +472,10 @@ static void *accept_thread(void *arg)
     pthread_attr_setstacksize(&attr, SERVER_STACK_SIZE);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_JOINABLE);
 
-    for (bool passed = pass_gate(s); passed;) {
+    /* the gate is looked at again before every accept(): a paused service (the Windows
+     * Service Control Manager's PAUSE) leaves new connections in the backlog */
+    for (bool passed = pass_gate(s); passed;
+         passed = !__atomic_load_n(&gate_closed, __ATOMIC_ACQUIRE) || pass_gate(s)) {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);

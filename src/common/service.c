@@ -233,8 +233,13 @@ static void usage(FILE *f, const char *prog)
     fprintf(f,
             "usage: %s --root DIR [--foreground]\n"
             "       %s --root DIR --ctl STATUS|RELOAD|STOP%s\n"
+            "       %s --root DIR --install | --uninstall   (Windows services)\n"
             "The root may also be given as $ALKAID_ROOT. See docs/ for the configuration.\n",
-            prog, prog, strcmp(svc->name, "smtpd") == 0 ? "|FLUSH [ID]|HOLD|RELEASE" : "");
+            prog, prog,
+            strcmp(svc->name, "smtpd") == 0      ? "|FLUSH [ID]|HOLD|RELEASE"
+            : strcmp(svc->name, "controld") == 0 ? "|RESTART smtpd|pop3imapd"
+                                                 : "",
+            prog);
 }
 
 static int run_ctl(const char *root, const char *command)
@@ -269,6 +274,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     svc = ops;
     const char *root = getenv("ALKAID_ROOT");
     const char *ctl_cmd = NULL;
+    int install = 0; /* 1 --install, -1 --uninstall */
     const char *prog = argv[0] ? argv[0] : "alkaid";
     if (strrchr(prog, '/')) prog = strrchr(prog, '/') + 1;
 
@@ -282,6 +288,10 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
             foreground = true;
         } else if (strcmp(a, "--ctl") == 0 && i + 1 < argc) {
             ctl_cmd = argv[++i];
+        } else if (strcmp(a, "--install") == 0) {
+            install = 1;
+        } else if (strcmp(a, "--uninstall") == 0) {
+            install = -1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout, prog);
             return 0;
@@ -295,6 +305,17 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
             usage(stderr, prog);
             return 2;
         }
+    }
+    if (install < 0 || (install > 0 && root && *root)) {
+        const char *err = NULL;
+        int r = install > 0 ? platform_service_install(ops->name, ops->title, root, &err)
+                            : platform_service_uninstall(ops->name, &err);
+        if (r == 0) {
+            printf("%s: %s\n", prog, install > 0 ? "installed as a service" : "uninstalled");
+            return 0;
+        }
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return r == -2 ? 2 : 1;
     }
     if (root == NULL || *root == '\0') {
         fprintf(stderr, "%s: no root given (--root DIR or $ALKAID_ROOT)\n", prog);
@@ -355,7 +376,8 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
      * blocked (so the thread inherits that and SIGTERM reaches the main loop) */
     log_start_batching();
     server_gate_close();
-    if (ops->start(cfg, &err) < 0) goto fail;
+    /* a start that fails half-way may have started threads: stop undoes it */
+    if (ops->start(cfg, &err) < 0) goto fail_started;
     if (platform_drop_privileges(cfg->user, &err) < 0) goto fail_started;
     server_gate_open(); /* only now may clients be served */
     ctl = ctl_server_start(sockpath, ctl_handler, NULL, &err);
@@ -371,7 +393,14 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
             struct sbuf reply = SBUF_INIT(SBUF_NO_MAX);
             do_reload(&reply);
             sbuf_free(&reply);
+        } else if (ev == PLATFORM_EV_PAUSE) {
+            server_gate_close();
+            log_line(ops->channel, NULL, "%s Service paused (no new connections)", ops->title);
+        } else if (ev == PLATFORM_EV_CONTINUE) {
+            server_gate_open();
+            log_line(ops->channel, NULL, "%s Service continued", ops->title);
         }
+        platform_event_handled(ev);
     }
     log_line(ops->channel, NULL, "%s Service stopping", ops->title);
     ctl_server_stop(&ctl);
@@ -382,7 +411,6 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
 
 fail_started:
     ops->stop();
-fail:
     /* log_error() also prints to stderr in the foreground */
     log_error(ops->channel, NULL, "%s Service not started: %s", ops->title, err);
     goto report;

@@ -32,7 +32,8 @@ struct service_ops {
     int (*start)(const struct alkaid_config *cfg, const char **error_r);
     /* Applies a newly loaded configuration (limits, logging, TLS). */
     int (*reload)(const struct alkaid_config *cfg, const char **error_r);
-    /* Stops accepting and ends every session. */
+    /* Stops accepting and ends every session. Also called after start failed half-way,
+     * so it must undo whatever part of start had been done. */
     void (*stop)(void);
     /* Appends the service's own STATUS fields (",\"key\":value..."). */
     void (*status)(struct sbuf *json);

@@ -30,6 +30,7 @@
 
 #include "address.h"
 #include "admin.h"
+#include "watchdog.h"
 #include "ctl.h"
 #include "fsutil.h"
 #include "log.h"
@@ -1081,8 +1082,14 @@ static char *own_dir(void)
 int admin_restart_service(const struct alkaid_config *cfg, const char *service, char *err,
                           size_t err_size)
 {
-    /* Not supervised (there is no watchdog yet): stop it over ctl, wait for its pid file
-     * lock to go, and start its binary again, which goes to the background itself. */
+    /* Supervised (or with [Control] WatchdogRestart): the watchdog does it. */
+    struct sbuf wd = SBUF_INIT(4096);
+    bool done =
+        watchdog_command("RESTART", service, &wd) == 0 && strncmp(sbuf_cstr(&wd), "OK", 2) == 0;
+    sbuf_free(&wd);
+    if (done) return 0;
+    /* Otherwise: stop it over ctl, wait for its pid file lock to go, and start its
+     * binary again, which goes to the background itself. */
     char *pidfile = xasprintf("%s/%s.pid", cfg->run_dir, service);
     char *sock = xasprintf("%s/%s.sock", cfg->run_dir, service);
     char *dir = own_dir();

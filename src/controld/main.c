@@ -1,8 +1,9 @@
 /* main.c - alkaid-controld: the control service
  *
- * Runs the shared service life cycle (ctl STATUS/RELOAD/STOP, logs) and the remote
- * administration port (admin_session.c, docs/admin-protocol.md); the web admin,
- * watchdog and dial-up build on it.
+ * Runs the shared service life cycle (ctl STATUS/RELOAD/STOP, logs), the remote
+ * administration port (admin_session.c, docs/admin-protocol.md) and the watchdog
+ * (watchdog.c: with --supervise it also starts and restarts the other two services); the
+ * web admin and dial-up build on it.
  *
  * SECURITY: the admin port is the only network port: implicit TLS, administrators only
  * (admin.h). It is bound here, before service_main() drops privileges.
@@ -12,6 +13,7 @@
 #include "admin.h"
 #include "service.h"
 #include "tls.h"
+#include "watchdog.h"
 
 static struct store *store;
 
@@ -23,7 +25,8 @@ static int controld_start(const struct alkaid_config *cfg, const char **error_r)
     if (tls == NULL) return -1;
     int r = admin_start(cfg, store, tls, error_r);
     SSL_CTX_free(tls); /* the port keeps its own reference */
-    return r;
+    if (r < 0) return -1;
+    return watchdog_start(cfg, error_r);
 }
 
 static int controld_reload(const struct alkaid_config *cfg, const char **error_r)
@@ -37,8 +40,20 @@ static int controld_reload(const struct alkaid_config *cfg, const char **error_r
 
 static void controld_stop(void)
 {
+    watchdog_stop();
     admin_stop();
     store_close(&store);
+}
+
+static void controld_status(struct sbuf *json)
+{
+    admin_status(json);
+    watchdog_status(json);
+}
+
+static int controld_command(const char *command, const char *arg, struct sbuf *reply)
+{
+    return watchdog_command(command, arg, reply);
 }
 
 static const struct service_ops controld_ops = {
@@ -49,7 +64,9 @@ static const struct service_ops controld_ops = {
     .start = controld_start,
     .reload = controld_reload,
     .stop = controld_stop,
-    .status = admin_status,
+    .status = controld_status,
+    .command = controld_command,
+    .option = watchdog_option,
 };
 
 int main(int argc, char **argv)
