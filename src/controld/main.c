@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "admin.h"
+#include "dialup.h"
 #include "service.h"
 #include "tls.h"
 
@@ -23,6 +24,7 @@ static int controld_start(const struct alkaid_config *cfg, const char **error_r)
     if (tls == NULL) return -1;
     int r = admin_start(cfg, store, tls, error_r);
     SSL_CTX_free(tls); /* the port keeps its own reference */
+    if (r == 0) r = dialup_start(cfg, error_r);
     return r;
 }
 
@@ -32,13 +34,21 @@ static int controld_reload(const struct alkaid_config *cfg, const char **error_r
     if (tls == NULL) return -1;
     admin_reload(cfg, tls);
     SSL_CTX_free(tls);
+    dialup_reload(cfg);
     return 0;
 }
 
 static void controld_stop(void)
 {
+    dialup_stop();
     admin_stop();
     store_close(&store);
+}
+
+static void controld_status(struct sbuf *json)
+{
+    admin_status(json);
+    dialup_status(json);
 }
 
 static const struct service_ops controld_ops = {
@@ -49,7 +59,8 @@ static const struct service_ops controld_ops = {
     .start = controld_start,
     .reload = controld_reload,
     .stop = controld_stop,
-    .status = admin_status,
+    .status = controld_status,
+    .command = dialup_command,
 };
 
 int main(int argc, char **argv)

@@ -1340,16 +1340,20 @@ bool queue_is_held(void)
 void queue_status(struct sbuf *json)
 {
     pthread_mutex_lock(&q.lock);
-    size_t entries = q.nentries, running = q.nrunning, idle = 0;
+    size_t entries = q.nentries, running = q.nrunning, idle = 0, due = 0;
     for (struct pooled *p = q.idle; p; p = p->next)
         idle++;
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < q.nheap; i++)
+        if (q.heap[i]->next_try <= now) due++;
     bool held = q.held;
     pthread_mutex_unlock(&q.lock);
     sbuf_printf(json,
-                ",\"outbound\":{\"queued\":%zu,\"sending\":%zu,\"held\":%s,\"idle_connections\":%zu"
+                ",\"outbound\":{\"queued\":%zu,\"sending\":%zu,\"due\":%zu,\"held\":%s,\"idle_"
+                "connections\":%zu"
                 ",\"sent\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"deferred\":%" PRIu64
                 ",\"connection_attempts\":%" PRIu64 "}",
-                entries, running, held ? "true" : "false", idle,
+                entries, running, due, held ? "true" : "false", idle,
                 __atomic_load_n(&q.sent, __ATOMIC_RELAXED),
                 __atomic_load_n(&q.bounced, __ATOMIC_RELAXED),
                 __atomic_load_n(&q.deferred, __ATOMIC_RELAXED),
