@@ -74,7 +74,7 @@ def test_new_root_is_set_up(root):
     dbfile = root / "config" / "accounts.db"
     assert stat.S_IMODE(dbfile.stat().st_mode) == 0o600
     with db(root) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
