@@ -139,8 +139,9 @@ def test_connect_failure_is_logged_and_retried(alkaid_root, dns_server, tmp_path
     a.start("smtpd")
     a.start("controld")
     wait_for(lambda: line.calls().count("connect") >= 2, 10, what="Connect tried twice")
-    d = status(a, "controld")["dialup"]
-    assert d["failures"] >= 2 and d["connects"] == 0
+    d = wait_for(lambda: (lambda d: d["failures"] >= 2 and d)(status(a, "controld")["dialup"]),
+                 10, what="two failures counted")
+    assert d["connects"] == 0
     assert d["state"] in ("down", "connecting")
     assert "disconnect" not in line.calls()
     assert status(a, "smtpd")["outbound"]["held"] is True
