@@ -79,6 +79,7 @@ enum opt_bit {
     OPT_ADMIN_PASSWORD = 1u << 14,
     OPT_CA = 1u << 15,
     OPT_INSECURE = 1u << 16,
+    OPT_ETRN = 1u << 17,
 };
 
 /* The options of the remote mode, accepted with every command. */
@@ -97,6 +98,7 @@ static const struct opt_def {
     {"purge", false, OPT_PURGE},
     {"force", false, OPT_FORCE},
     {"keep", false, OPT_KEEP},
+    {"etrn", false, OPT_ETRN},
     {"off", false, OPT_OFF},
     {"help", false, OPT_HELP},
     {"json", false, OPT_JSON},
@@ -599,16 +601,25 @@ static void print_targets(FILE *f, char *const *targets, size_t n)
 static int cmd_domain_add(struct ctx *c, char **args, size_t nargs)
 {
     const char *error = NULL;
-    enum store_result r = store_domain_add(c->st, args[0], &error);
+    bool etrn = (c->o->seen & OPT_ETRN) != 0;
+    enum store_result r =
+        store_domain_add_type(c->st, args[0], etrn ? DOMAIN_ETRN : DOMAIN_LOCAL, &error);
     if (r == STORE_EXISTS) return fail(EXIT_REFUSED, "domain %s already exists", shown(args[0]));
     if (r == STORE_INVALID && error != NULL && strcmp(error, "invalid domain name") != 0)
         return fail(EXIT_REFUSED, "%s: %s", shown(args[0]), error);
     if (r == STORE_INVALID)
         return fail(EXIT_REFUSED,
                     "invalid domain name: %s (labels of letters, digits and '-' separated by"
-                    " dots; '*' as a wildcard)",
-                    shown(args[0]));
+                    " dots; '*' as a wildcard%s)",
+                    shown(args[0]), etrn ? ", but not for an ETRN domain" : "");
     if (r != STORE_OK) return store_fail(r, "domain add", error);
+    if (etrn) {
+        /* no mailboxes: its mail waits in mail/FORWARD/ until the other server asks */
+        char *name = address_lower(xstrdup(args[0]));
+        printf("added ETRN queue domain %s (mail for it is queued until ETRN)\n", name);
+        free(name);
+        return 0;
+    }
 
     char *dirname = address_domain_dir(args[0]);
     char *dir = xasprintf("%s/%s", c->cfg->mail_dir, dirname);
@@ -662,8 +673,9 @@ static int cmd_domain_list(struct ctx *c, char **args, size_t nargs)
     enum store_result r = store_domain_list(c->st, &v, &n);
     if (r != STORE_OK) return store_fail(r, "domain list", NULL);
     for (size_t i = 0; i < n; i++)
-        printf("%-40s %6u %s\n", v[i]->name, v[i]->accounts,
-               v[i]->catchall != NULL ? v[i]->catchall : "-");
+        printf("%-40s %6u %s %s\n", v[i]->name, v[i]->accounts,
+               v[i]->catchall != NULL ? v[i]->catchall : "-",
+               v[i]->type == DOMAIN_ETRN ? "etrn" : "local");
     store_domain_list_free(&v, n);
     return 0;
 }
@@ -1345,6 +1357,8 @@ static char *joined(char **args, size_t n)
 
 static int r_domain_add(struct ctx *c, char **args, size_t nargs)
 {
+    if (c->o->seen & OPT_ETRN)
+        return fail(EXIT_USAGE, "domain add --etrn: not available through the admin port yet");
     const char *req[] = {"DOMAIN", "ADD", args[0]};
     return remote_simple(c, req, 3, xasprintf("added domain %s", args[0]));
 }
@@ -1798,7 +1812,7 @@ static int remote_main(struct opts *o, const struct command *cmd, char **args, s
 }
 
 static const struct command commands[] = {
-    {"domain", "add", 1, 1, 0, cmd_domain_add, "domain add DOMAIN", r_domain_add},
+    {"domain", "add", 1, 1, OPT_ETRN, cmd_domain_add, "domain add DOMAIN [--etrn]", r_domain_add},
     {"domain", "del", 1, 1, OPT_FORCE, cmd_domain_del, "domain del DOMAIN [--force]", r_domain_del},
     {"domain", "list", 0, 0, 0, cmd_domain_list, "domain list", r_domain_list},
     {"add", NULL, 1, 1, OPT_PASSWORD | OPT_ADMIN | OPT_QUOTA, cmd_add,

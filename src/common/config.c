@@ -65,6 +65,9 @@ static int check_tls_mode(const char *value, struct sbuf *why);
 static int check_tls_policy(const char *value, struct sbuf *why);
 static int check_address(const char *value, struct sbuf *why);
 static int check_line(const char *value, struct sbuf *why);
+static int check_schedule(const char *value, struct sbuf *why);
+static int check_command(const char *value, struct sbuf *why);
+static int check_domain_list(const char *value, struct sbuf *why);
 
 #define OFF(field) offsetof(struct alkaid_config, field)
 #define GB(n)      ((long long)(n) << 30)
@@ -125,6 +128,16 @@ static const struct cfg_key keys[] = {
     {"Queue", "CAFile", CFG_PATH, "/etc/ssl/certs/ca-certificates.crt", 0, 0, OFF(queue.ca_file),
      NULL},
     {"Queue", "HeloName", CFG_STR, "", 0, 0, OFF(queue.helo_name), check_hostname},
+
+    {"DialUp", "Enabled", CFG_BOOL, "0", 0, 1, OFF(dialup.enabled), NULL},
+    {"DialUp", "Connect", CFG_STR, "", 0, 0, OFF(dialup.connect), check_command},
+    {"DialUp", "Disconnect", CFG_STR, "", 0, 0, OFF(dialup.disconnect), check_command},
+    {"DialUp", "Schedule", CFG_STR, "", 0, 0, OFF(dialup.schedule), check_schedule},
+    {"DialUp", "Interval", CFG_TIME, "0", 0, 86400 * 7, OFF(dialup.interval), NULL},
+    {"DialUp", "IdleHangup", CFG_TIME, "2m", 1, 86400, OFF(dialup.idle_hangup), NULL},
+    {"DialUp", "ETRNServer", CFG_STR, "", 0, 0, OFF(dialup.etrn_server), check_hostport},
+    {"DialUp", "ETRNDomains", CFG_STR, "", 0, 0, OFF(dialup.etrn_domains), check_domain_list},
+    {"DialUp", "ConnectTimeout", CFG_TIME, "60", 1, 3600, OFF(dialup.connect_timeout), NULL},
 
     LISTEN_KEYS("POP3", pop3, "110", "995", "500", "20", "600", 3600),
     LISTEN_KEYS("IMAP", imap, "143", "993", "2000", "50", "1800", 7200),
@@ -542,6 +555,79 @@ static int check_line(const char *value, struct sbuf *why)
             sbuf_appends(why, "must not contain control characters");
             return -1;
         }
+    return 0;
+}
+
+int config_parse_schedule(const char *value, int *minutes, int max)
+{
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0') break;
+        /* H:MM or HH:MM */
+        int h = 0, m = 0, digits = 0;
+        while (*p >= '0' && *p <= '9' && digits < 2)
+            h = h * 10 + (*p++ - '0'), digits++;
+        if (digits == 0 || *p++ != ':') return -1;
+        if (!(p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9')) return -1;
+        m = (p[0] - '0') * 10 + (p[1] - '0');
+        p += 2;
+        if (*p != '\0' && *p != ' ' && *p != ',') return -1;
+        if (h > 23 || m > 59 || n >= max) return -1;
+        minutes[n++] = h * 60 + m;
+    }
+    return n;
+}
+
+static int check_schedule(const char *value, struct sbuf *why)
+{
+    int mins[CONFIG_MAX_SCHEDULE];
+    if (config_parse_schedule(value, mins, CONFIG_MAX_SCHEDULE) < 0) {
+        sbuf_printf(why, "'%s' is not a list of times of day (e.g. 08:00 12:30 18:00; at most %d)",
+                    value, CONFIG_MAX_SCHEDULE);
+        return -1;
+    }
+    return 0;
+}
+
+/* A command run without a shell: printable, no control characters. */
+static int check_command(const char *value, struct sbuf *why)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            sbuf_appends(why, "control characters are not allowed in a command");
+            return -1;
+        }
+    }
+    if (*value && *value != '/') {
+        sbuf_printf(why, "'%s': give the program's absolute path (it is run without a shell)",
+                    value);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_domain_list(const char *value, struct sbuf *why)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, " ,");
+        if (n == 0) break;
+        char buf[256];
+        if (n >= sizeof(buf)) goto bad;
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        if (!hostname_chars(buf)) goto bad;
+        p += n;
+        continue;
+    bad:
+        sbuf_printf(why, "'%.*s' is not a domain name", (int)(n > 255 ? 255 : n), p);
+        return -1;
+    }
     return 0;
 }
 

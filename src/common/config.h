@@ -82,6 +82,19 @@ struct alkaid_config {
         char *helo_name;
     } queue;
 
+    /* [DialUp] (docs/dialup.md) */
+    struct dialup_config {
+        bool enabled;
+        char *connect; /* command line, split on spaces, run without a shell */
+        char *disconnect;
+        char *schedule;    /* "08:00 12:30 18:00" */
+        int interval;      /* seconds; 0 = none */
+        int idle_hangup;   /* seconds */
+        char *etrn_server; /* host[:port]; "" = no ETRN */
+        char *etrn_domains;
+        int connect_timeout; /* seconds the Connect command may take */
+    } dialup;
+
     /* [POP3], [IMAP] */
     struct listen_config pop3;
     struct listen_config imap;
@@ -147,6 +160,10 @@ enum config_tls_mode { TLS_MODE_NONE = 0, TLS_MODE_MAY, TLS_MODE_REQUIRE, TLS_MO
 int config_parse_time(const char *s, long long *v_r);
 /* "15m,30m,1h" -> up to max times; the count, or -1 if malformed. */
 int config_parse_time_list(const char *value, long long *times, int max);
+#define CONFIG_MAX_SCHEDULE 48
+/* "08:00 12:30 18:00" -> minutes after midnight, up to max; the count, or -1 if
+ * malformed (each H:MM or HH:MM, 00:00 to 23:59). */
+int config_parse_schedule(const char *value, int *minutes, int max);
 /* "none" | "may" | "require" | "verify" (any case) -> enum config_tls_mode, or -1. */
 int config_tls_mode(const char *value);
 

@@ -213,7 +213,13 @@ enum store_result store_account_find(struct store *st, const char *local, const 
 
 enum store_result store_domain_add(struct store *st, const char *name, const char **error_r)
 {
-    char *d = norm_domain(name, true);
+    return store_domain_add_type(st, name, DOMAIN_LOCAL, error_r);
+}
+
+enum store_result store_domain_add_type(struct store *st, const char *name, enum domain_type type,
+                                        const char **error_r)
+{
+    char *d = norm_domain(name, type == DOMAIN_LOCAL);
     if (d == NULL) {
         set_error(error_r, "invalid domain name");
         return STORE_INVALID;
@@ -228,7 +234,7 @@ enum store_result store_domain_add(struct store *st, const char *name, const cha
         }
     }
     free(dir);
-    enum store_result r = st->ops->domain_add(st->be, d, error_r);
+    enum store_result r = st->ops->domain_add(st->be, d, type, error_r);
     free(d);
     return r;
 }

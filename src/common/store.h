@@ -6,13 +6,11 @@
  * effect at once in the running services.
  *
  * Model:
- *   domain   a local domain; its name may hold '*' wildcards ("*.example.com"); an
- *            optional catch-all address (or "null") for unknown local parts.
- *   account  user:  has a mailbox, a password hash, admin flag, quota; optionally
- *                   forward targets, with keep_copy saying whether its own mailbox
- *                   still gets a copy.
- *            alias: no mailbox and no login; delivers to its targets. The target "null"
- *                   discards silently.
+ *   domain   a local domain (or an "ETRN queue" domain, queued for another server); its name may
+ * hold '*' wildcards ("*.example.com"); an optional catch-all address (or "null") for unknown local
+ * parts. account  user:  has a mailbox, a password hash, admin flag, quota; optionally forward
+ * targets, with keep_copy saying whether its own mailbox still gets a copy. alias: no mailbox and
+ * no login; delivers to its targets. The target "null" discards silently.
  *
  * SECURITY: only parameterised SQL. A database error never looks like "no such user":
  * it is STORE_TEMPFAIL, which protocols turn into a temporary failure.
@@ -38,7 +36,14 @@ enum account_type {
     ACCOUNT_ALIAS = 1,
 };
 
+enum domain_type {
+    DOMAIN_LOCAL = 0, /* mailboxes here */
+    DOMAIN_ETRN = 1,  /* "ETRN queue": mail is accepted and queued for another server,
+                         sent by MX only when a client asks with ETRN (RFC 1985) */
+};
+
 struct store_domain {
+    enum domain_type type;
     char *name;        /* lower-case, as configured (may contain '*') */
     char *dir;         /* directory name under mail/ (address_domain_dir(name)) */
     char *catchall;    /* address or "null"; NULL if none */
@@ -80,6 +85,10 @@ enum store_result store_account_find(struct store *st, const char *local, const 
                                      struct store_domain **domain_r);
 
 enum store_result store_domain_add(struct store *st, const char *name, const char **error_r);
+/* The same with a type (store_domain_add() makes a DOMAIN_LOCAL one). An ETRN domain
+ * may not hold a '*' wildcard. */
+enum store_result store_domain_add_type(struct store *st, const char *name, enum domain_type type,
+                                        const char **error_r);
 /* Refuses with STORE_NOTEMPTY while the domain has accounts, unless force. */
 enum store_result store_domain_del(struct store *st, const char *name, bool force,
                                    const char **error_r);

@@ -41,7 +41,8 @@ struct store_ops {
     enum store_result (*account_find)(void *be, const char *local, const char *domain,
                                       struct store_account **account_r,
                                       struct store_domain **domain_r);
-    enum store_result (*domain_add)(void *be, const char *name, const char **error_r);
+    enum store_result (*domain_add)(void *be, const char *name, enum domain_type type,
+                                    const char **error_r);
     enum store_result (*domain_del)(void *be, const char *name, bool force, const char **error_r);
     enum store_result (*domain_list)(void *be, struct store_domain ***domains_r, size_t *count_r);
     enum store_result (*domain_set_catchall)(void *be, const char *name, const char *catchall,

@@ -70,6 +70,10 @@ static const struct migration {
         "  name  TEXT PRIMARY KEY,"
         "  value BLOB NOT NULL"
         ") WITHOUT ROWID;"},
+    /* a domain's type: 'local' (mailboxes here) or 'etrn' (queued for another server
+     * until it asks with ETRN, RFC 1985) */
+    {3, "ALTER TABLE domains ADD COLUMN type TEXT NOT NULL DEFAULT 'local'"
+        " CHECK (type IN ('local', 'etrn'));"},
 };
 #define SCHEMA_LATEST (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
 
@@ -101,10 +105,10 @@ enum stmt_id {
     S_COUNT
 };
 
-/* Columns: id, name, catchall, number of accounts. */
+/* Columns: id, name, catchall, number of accounts, type. */
 #define DOMAIN_COLS                                                                                \
     "SELECT d.id, d.name, d.catchall,"                                                             \
-    " (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id) FROM domains d"
+    " (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id), d.type FROM domains d"
 /* Columns: id, localpart, type, password_hash, admin, quota, keep_copy, domain name. */
 #define ACCOUNT_COLS                                                                               \
     "SELECT a.id, a.localpart, a.type, a.password_hash, a.admin, a.quota, a.keep_copy, d.name"     \
@@ -119,7 +123,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DOMAIN_PATTERNS] = DOMAIN_COLS " WHERE instr(d.name, '*') > 0"
                                       " ORDER BY length(d.name) DESC, d.name",
     [S_DOMAIN_LIST] = DOMAIN_COLS " ORDER BY d.name",
-    [S_DOMAIN_INSERT] = "INSERT INTO domains (name) VALUES (?1)",
+    [S_DOMAIN_INSERT] = "INSERT INTO domains (name, type) VALUES (?1, ?2)",
     [S_DOMAIN_DELETE] = "DELETE FROM domains WHERE id = ?1",
     [S_DOMAIN_CATCHALL] = "UPDATE domains SET catchall = ?2 WHERE id = ?1",
     [S_ACCOUNT_GET] = ACCOUNT_COLS " WHERE a.domain_id = ?1 AND a.localpart = ?2",
@@ -392,8 +396,11 @@ static struct store_domain *domain_row(sqlite3_stmt *s, sqlite3_int64 *id_r)
 {
     if (id_r != NULL) *id_r = sqlite3_column_int64(s, 0);
     const char *catchall = (const char *)sqlite3_column_text(s, 2);
-    return store_domain_new((const char *)sqlite3_column_text(s, 1), catchall,
-                            (unsigned)sqlite3_column_int64(s, 3));
+    struct store_domain *d = store_domain_new((const char *)sqlite3_column_text(s, 1), catchall,
+                                              (unsigned)sqlite3_column_int64(s, 3));
+    const char *type = (const char *)sqlite3_column_text(s, 4);
+    d->type = type != NULL && strcmp(type, "etrn") == 0 ? DOMAIN_ETRN : DOMAIN_LOCAL;
+    return d;
 }
 
 /* NULL if the row holds a type this program does not know. */
@@ -586,7 +593,8 @@ static enum store_result sq_account_find(void *be, const char *local, const char
     return r;
 }
 
-static enum store_result sq_domain_add(void *be, const char *name, const char **error_r)
+static enum store_result sq_domain_add(void *be, const char *name, enum domain_type type,
+                                       const char **error_r)
 {
     struct conn *c = conn_get(be, error_r);
     if (c == NULL) return STORE_TEMPFAIL;
@@ -599,7 +607,10 @@ static enum store_result sq_domain_add(void *be, const char *name, const char **
         } else if (r == STORE_NOTFOUND) {
             int rc;
             sqlite3_stmt *s = stmt(c, S_DOMAIN_INSERT, &rc);
-            if (s != NULL) bind_text(s, 1, name);
+            if (s != NULL) {
+                bind_text(s, 1, name);
+                bind_text(s, 2, type == DOMAIN_ETRN ? "etrn" : "local");
+            }
             r = run_result(c, s, rc, error_r);
         }
     }

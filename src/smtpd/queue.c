@@ -40,6 +40,7 @@
 #include "log.h"
 #include "service.h"
 #include "smtp_client.h"
+#include "smtpd.h"
 #include "spool.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -55,6 +56,7 @@ struct qentry {
     size_t heap_pos; /* SIZE_MAX when not in the heap */
     bool running;
     bool forced; /* FLUSH: ignore the NEXT-TRY in the file */
+    char *etrn;  /* ETRN asked for these domains ("d @d ..."): send their recipients */
     struct qentry *hnext;
 };
 
@@ -231,6 +233,7 @@ static void forget(struct qentry *e)
     if (*pp) *pp = e->hnext;
     q.nentries--;
     free(e->id);
+    free(e->etrn);
     free(e);
 }
 
@@ -368,7 +371,8 @@ struct rcpt_state {
     const char *domain;
     struct smtp_result res;
     char remote_mta[256];
-    bool tried; /* res holds this attempt's outcome */
+    bool tried;     /* res holds this attempt's outcome */
+    bool etrn_wait; /* an ETRN queue domain not asked for: kept, not tried */
 };
 
 static const char *tls_policy_for(const struct alkaid_config *cfg, const char *domain)
@@ -413,10 +417,11 @@ static void set_all(struct rcpt_state **rs, size_t n, enum smtp_outcome o, const
 
 /* Sends the message to the recipients of one destination. */
 static void deliver_group(struct runtime *rt, const struct queue_envelope *env, int fd,
-                          uint64_t msg_offset, const char *domain, struct rcpt_state **rs, size_t n)
+                          uint64_t msg_offset, const char *domain, bool by_mx,
+                          struct rcpt_state **rs, size_t n)
 {
     const struct alkaid_config *cfg = rt->cfg;
-    bool smarthost = cfg->smarthost[0] != '\0';
+    bool smarthost = cfg->smarthost[0] != '\0' && !by_mx;
     struct dns_mx route;
     char host[300];
     int port = 25;
@@ -682,8 +687,45 @@ static enum claim_result claim(const char *id, int *fd_r, char **claimed_r)
     return CLAIM_OK;
 }
 
-/* Delivers one queue file. Returns when to try it again (0: it is done). */
-static long long deliver_file(struct runtime *rt, const char *id, bool forced)
+/* Whether domain matches one of the ETRN requests in list ("d @d ..."; '@' takes the
+ * subdomains too, RFC 1985 5.3). */
+static bool etrn_listed(const char *list, const char *domain)
+{
+    size_t dlen = strlen(domain);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len == 0) break;
+        if (p[0] == '@') {
+            size_t plen = len - 1;
+            if ((dlen == plen && strncasecmp(domain, p + 1, plen) == 0) ||
+                (dlen > plen && domain[dlen - plen - 1] == '.' &&
+                 strncasecmp(domain + dlen - plen, p + 1, plen) == 0))
+                return true;
+        } else if (dlen == len && strncasecmp(domain, p, len) == 0) {
+            return true;
+        }
+        p += len;
+    }
+    return false;
+}
+
+/* Whether domain is an ETRN queue domain of the store. A store failure counts as yes:
+ * the mail waits rather than going somewhere it should not. */
+static bool is_etrn_domain(const char *domain)
+{
+    if (smtpd.store == NULL || domain[0] == '\0') return false;
+    struct store_domain *d = NULL;
+    enum store_result r = store_domain_find(smtpd.store, domain, &d);
+    bool etrn = r == STORE_TEMPFAIL || (r == STORE_OK && d != NULL && d->type == DOMAIN_ETRN);
+    store_domain_free(&d);
+    return etrn;
+}
+
+/* Delivers one queue file. Returns when to try it again (0: it is done). etrn: the
+ * domains ETRN asked for since the last try (NULL: none). */
+static long long deliver_file(struct runtime *rt, const char *id, bool forced, const char *etrn)
 {
     const struct alkaid_config *cfg = rt->cfg;
     int fd;
@@ -729,6 +771,7 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
         st[i].domain = at ? at + 1 : "";
         order[i] = &st[i];
     }
+    struct rcpt_state **released = xcalloc(n, sizeof(*released));
     bool *grouped = xcalloc(n, sizeof(bool));
     for (size_t i = 0; i < n; i++) {
         if (grouped[i]) continue;
@@ -744,14 +787,43 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
             set_all(order, gn, SMTP_OUT_PERM, "5.1.3", "the address has no domain");
             continue;
         }
-        deliver_group(rt, &env, fd, msg_offset, st[i].domain, order, gn);
+        /* with a smarthost a group holds every domain: take the ETRN ones out */
+        size_t kept = 0, nrel = 0;
+        for (size_t k = 0; k < gn; k++) {
+            struct rcpt_state *r = order[k];
+            if (!is_etrn_domain(r->domain)) {
+                order[kept++] = r;
+            } else if (etrn_listed(etrn, r->domain)) {
+                released[nrel++] = r; /* asked for: by MX, now */
+            } else {
+                set_all(&r, 1, SMTP_OUT_TEMP, "4.4.0",
+                        "waiting for the domain's server to ask with ETRN");
+                r->etrn_wait = true;
+            }
+        }
+        if (kept > 0) deliver_group(rt, &env, fd, msg_offset, order[0]->domain, false, order, kept);
+        /* the released ones, one transaction per domain */
+        while (nrel > 0) {
+            size_t same = 0, rest = 0;
+            const char *dom = released[0]->domain;
+            for (size_t k = 0; k < nrel; k++) {
+                if (strcasecmp(released[k]->domain, dom) == 0)
+                    order[same++] = released[k];
+                else
+                    released[rest++] = released[k];
+            }
+            deliver_group(rt, &env, fd, msg_offset, order[0]->domain, true, order, same);
+            nrel = rest;
+        }
     }
     free(grouped);
     free(order);
+    free(released);
 
     /* the outcome */
-    size_t nok = 0, nperm = 0, ntemp = 0;
+    size_t nok = 0, nperm = 0, ntemp = 0, nwait = 0;
     for (size_t i = 0; i < n; i++) {
+        if (st[i].etrn_wait) nwait++;
         if (st[i].res.outcome == SMTP_OUT_OK)
             nok++;
         else if (st[i].res.outcome == SMTP_OUT_PERM)
@@ -819,6 +891,12 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced)
     }
     next.attempts = env.attempts + 1;
     next.next_try = now + queue_retry_delay(rt->schedule, rt->nschedule, next.attempts);
+    if (nwait == remaining) {
+        /* only ETRN domains not asked for yet: no attempt was made; they wait for ETRN
+         * (queue_etrn()) or, at the latest, the GiveUpAfter deadline */
+        next.attempts = env.attempts;
+        next.next_try = env.created + cfg->queue.give_up;
+    }
     if (next.next_try > env.created + cfg->queue.give_up)
         next.next_try = env.created + cfg->queue.give_up; /* the last try at the deadline */
     if (next.next_try <= now) next.next_try = now + 1;
@@ -892,12 +970,15 @@ static void *worker_main(void *arg)
         e->running = true;
         bool forced = e->forced;
         e->forced = false;
+        char *etrn = e->etrn;
+        e->etrn = NULL;
         q.nrunning++;
         char *id = xstrdup(e->id);
         struct runtime *rt = q.rt;
         pthread_mutex_unlock(&q.lock);
 
-        long long again = deliver_file(rt, id, forced);
+        long long again = deliver_file(rt, id, forced, etrn);
+        free(etrn);
 
         pthread_mutex_lock(&q.lock);
         q.nrunning--;
@@ -1038,8 +1119,12 @@ int queue_start(const struct alkaid_config *cfg, const char **error_r)
     __atomic_store_n(&interrupt_flag, false, __ATOMIC_RELEASE);
     fs_mkdirs(q.dir, 0750);
     q.stopping = false;
-    q.held = cfg->queue.hold;
-    if (q.held) log_line(LOG_SMTP, NULL, "Outbound delivery held ([Queue] Hold)");
+    /* a dial-up line starts down: controld releases the queue once it is up */
+    q.held = cfg->queue.hold || cfg->dialup.enabled;
+    if (cfg->queue.hold)
+        log_line(LOG_SMTP, NULL, "Outbound delivery held ([Queue] Hold)");
+    else if (q.held)
+        log_line(LOG_SMTP, NULL, "Outbound delivery held until the dial-up line is up");
     scan_dir();
     start_threads(cfg->queue.threads);
     if (pthread_create(&q.scanner, NULL, scanner_main, NULL) != 0) {
@@ -1096,6 +1181,7 @@ void queue_stop(void)
             struct qentry *e = q.buckets[b];
             q.buckets[b] = e->hnext;
             free(e->id);
+            free(e->etrn);
             free(e);
         }
     }
@@ -1175,6 +1261,65 @@ int queue_flush(const char *id)
     return r;
 }
 
+/* Whether the queue file of id has a recipient in a domain that request matches. */
+static bool file_has_domain(const char *id, const char *request)
+{
+    static const char *const suffixes[] = {".tmp", ".tm$"};
+    for (size_t k = 0; k < 2; k++) {
+        char *path = queue_path(id, suffixes[k]);
+        struct queue_envelope env;
+        int r = spool_queue_read(path, &env, NULL);
+        free(path);
+        if (r < 0) continue;
+        bool found = false;
+        for (size_t i = 0; i < env.nrcpts && !found; i++) {
+            const char *at = strrchr(env.rcpts[i], '@');
+            found = at && etrn_listed(request, at + 1);
+        }
+        spool_queue_envelope_clear(&env);
+        return found;
+    }
+    return false;
+}
+
+int queue_etrn(const char *request)
+{
+    if (!q.started) return -1;
+    scan_dir();
+    /* the ids first (reading files under the lock would stall the workers) */
+    pthread_mutex_lock(&q.lock);
+    char **ids = xcalloc(q.nentries + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t b = 0; b < QUEUE_BUCKETS; b++)
+        for (struct qentry *e = q.buckets[b]; e && n < q.nentries; e = e->hnext)
+            ids[n++] = xstrdup(e->id);
+    pthread_mutex_unlock(&q.lock);
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!file_has_domain(ids[i], request)) continue;
+        pthread_mutex_lock(&q.lock);
+        struct qentry *e = find(ids[i]);
+        if (e) {
+            char *list = xasprintf("%s %s", e->etrn ? e->etrn : "", request);
+            free(e->etrn);
+            e->etrn = list;
+            e->forced = true;
+            if (!e->running) reschedule(e, 0);
+            count++;
+        }
+        pthread_mutex_unlock(&q.lock);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    pthread_mutex_lock(&q.lock);
+    pthread_cond_broadcast(&q.work);
+    pthread_mutex_unlock(&q.lock);
+    log_line(LOG_SMTP, NULL, "ETRN %s: %d message%s to send", request, count,
+             count == 1 ? "" : "s");
+    return count;
+}
+
 void queue_hold_all(bool hold)
 {
     pthread_mutex_lock(&q.lock);
@@ -1195,16 +1340,20 @@ bool queue_is_held(void)
 void queue_status(struct sbuf *json)
 {
     pthread_mutex_lock(&q.lock);
-    size_t entries = q.nentries, running = q.nrunning, idle = 0;
+    size_t entries = q.nentries, running = q.nrunning, idle = 0, due = 0;
     for (struct pooled *p = q.idle; p; p = p->next)
         idle++;
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < q.nheap; i++)
+        if (q.heap[i]->next_try <= now) due++;
     bool held = q.held;
     pthread_mutex_unlock(&q.lock);
     sbuf_printf(json,
-                ",\"outbound\":{\"queued\":%zu,\"sending\":%zu,\"held\":%s,\"idle_connections\":%zu"
+                ",\"outbound\":{\"queued\":%zu,\"sending\":%zu,\"due\":%zu,\"held\":%s,\"idle_"
+                "connections\":%zu"
                 ",\"sent\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"deferred\":%" PRIu64
                 ",\"connection_attempts\":%" PRIu64 "}",
-                entries, running, held ? "true" : "false", idle,
+                entries, running, due, held ? "true" : "false", idle,
                 __atomic_load_n(&q.sent, __ATOMIC_RELAXED),
                 __atomic_load_n(&q.bounced, __ATOMIC_RELAXED),
                 __atomic_load_n(&q.deferred, __ATOMIC_RELAXED),

@@ -30,6 +30,11 @@ void queue_notify(const char *id);
 /* ctl FLUSH [id]: every waiting message (or one) now; also rescans the directory. 0, or
  * -1 if id is not in the queue. */
 int queue_flush(const char *id);
+/* ETRN (RFC 1985): sends now the waiting mail for the ETRN queue domain request ("domain",
+ * or "@domain" for it and its subdomains). Recipients of ETRN queue domains are otherwise
+ * kept in the queue, not tried (docs/queue.md). The number of messages concerned, or -1
+ * if the runner is not running. */
+int queue_etrn(const char *request);
 /* ctl HOLD / RELEASE: stop or resume all outbound delivery. */
 void queue_hold_all(bool hold);
 bool queue_is_held(void);

@@ -144,6 +144,13 @@ enum resolve_result resolve_recipient(struct store *st, const char *mail_dir, co
             result = RESOLVE_TEMPFAIL;
             goto done;
         }
+        if (dom != NULL && dom->type == DOMAIN_ETRN) {
+            /* queued for the server that asks for it with ETRN: no accounts here */
+            add_remote(out, it.orig);
+            store_account_free(&acc);
+            store_domain_free(&dom);
+            continue;
+        }
         if (sr == STORE_NOTFOUND && dom == NULL) {
             if (it.depth == 0) {
                 result = RESOLVE_NOT_LOCAL;
@@ -281,7 +288,7 @@ enum resolve_result resolve_postmaster(struct store *st, const char *mail_dir, c
     if (store_domain_list(st, &domains, &n) == STORE_TEMPFAIL) return RESOLVE_TEMPFAIL;
     enum resolve_result r = RESOLVE_UNKNOWN;
     for (size_t i = 0; i < n && r == RESOLVE_UNKNOWN; i++)
-        if (strchr(domains[i]->name, '*') == NULL)
+        if (strchr(domains[i]->name, '*') == NULL && domains[i]->type == DOMAIN_LOCAL)
             r = postmaster_of(st, mail_dir, domains[i]->name, out);
     store_domain_list_free(&domains, n);
     if (r == RESOLVE_UNKNOWN || r == RESOLVE_NOT_LOCAL) {

@@ -656,6 +656,28 @@ io_fail:
     return SMTP_OUT_TEMP;
 }
 
+int smtp_client_command(struct smtp_client *c, const char *line,
+                        const struct smtp_client_options *o, struct smtp_result *res)
+{
+    if (c->conn == NULL || !c->usable) {
+        result_local(res, SMTP_OUT_TEMP, "4.4.2", "%s[%s]: the connection is closed", c->host,
+                     c->ip);
+        return -1;
+    }
+    struct reply r = {.lines = SBUF_INIT(65536)};
+    enum conn_status st = command(c, line, &r, o->command_timeout_ms);
+    int code = -1;
+    if (st == CONN_OK) {
+        result_from_reply(res, &r);
+        code = r.code;
+    } else {
+        result_local(res, SMTP_OUT_TEMP, "4.4.2", "%s[%s]: %s", c->host, c->ip, io_error(st));
+        c->usable = false;
+    }
+    sbuf_free(&r.lines);
+    return code;
+}
+
 bool smtp_client_reset(struct smtp_client *c, const struct smtp_client_options *o)
 {
     if (c->conn == NULL) return false;

@@ -78,6 +78,10 @@ enum smtp_outcome smtp_client_send(struct smtp_client *c, const char *from, char
                                    const struct smtp_client_options *opts,
                                    struct smtp_result *rcpt_res);
 
+/* Sends one command line (e.g. "ETRN example.com", RFC 1985) and reads its reply into
+ * res: the reply code, or -1 when the connection failed (res says why). */
+int smtp_client_command(struct smtp_client *c, const char *line,
+                        const struct smtp_client_options *o, struct smtp_result *res);
 /* Sends RSET and checks the answer: true if the connection can be reused. */
 bool smtp_client_reset(struct smtp_client *c, const struct smtp_client_options *opts);
 /* QUIT (best effort) and free. */

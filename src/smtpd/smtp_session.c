@@ -119,6 +119,7 @@ static void cmd_ehlo(struct smtp_session *s, const char *arg)
     if (tls && !conn_is_tls(s->conn)) smtp_reply(s, "250-STARTTLS");
     if (smtp_auth_allowed(s) && s->auth_user == NULL)
         smtp_reply(s, "250-AUTH %s", sasl_mech_list());
+    smtp_reply(s, "250-ETRN");
     smtp_reply(s, "250-ENHANCEDSTATUSCODES");
     smtp_reply(s, "250-8BITMIME");
     smtp_reply(s, "250 CHUNKING");
@@ -201,17 +202,11 @@ static void cmd_expn(struct smtp_session *s, const char *arg)
     smtp_reply(s, "502 5.5.1 Error: EXPN is disabled");
 }
 
-static void cmd_etrn(struct smtp_session *s, const char *arg)
-{
-    (void)arg;
-    smtp_reply(s, "502 5.5.1 Error: ETRN is not available");
-}
-
 static void cmd_help(struct smtp_session *s, const char *arg)
 {
     (void)arg;
     smtp_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-                  "STARTTLS AUTH HELP");
+                  "STARTTLS AUTH ETRN HELP");
 }
 
 typedef void smtp_cmd_fn(struct smtp_session *s, const char *arg);
@@ -227,7 +222,7 @@ static const struct {
     {SMTP_CMD_QUIT, cmd_quit},         {SMTP_CMD_VRFY, cmd_vrfy},
     {SMTP_CMD_EXPN, cmd_expn},         {SMTP_CMD_HELP, cmd_help},
     {SMTP_CMD_STARTTLS, cmd_starttls}, {SMTP_CMD_AUTH, smtp_cmd_auth},
-    {SMTP_CMD_ETRN, cmd_etrn},
+    {SMTP_CMD_ETRN, smtp_cmd_etrn},
 };
 
 /* An HTTP request (a browser or proxy abusing the port): close without a reply. */

@@ -88,6 +88,8 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg);
 void smtp_cmd_data(struct smtp_session *s, const char *arg);
 void smtp_cmd_bdat(struct smtp_session *s, const char *arg);
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);
+/* ETRN (RFC 1985), smtp_etrn.c */
+void smtp_cmd_etrn(struct smtp_session *s, const char *arg);
 /* Whether AUTH may be offered/used now (TLS, or plaintext allowed). */
 bool smtp_auth_allowed(const struct smtp_session *s);
 

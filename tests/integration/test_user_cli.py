@@ -74,7 +74,7 @@ def test_new_root_is_set_up(root):
     dbfile = root / "config" / "accounts.db"
     assert stat.S_IMODE(dbfile.stat().st_mode) == 0o600
     with db(root) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -95,8 +95,8 @@ def test_domains(root):
     refused(root, "domain", "add", "--", "-x.com")  # after "--" it is a name, and invalid
     ok(root, "domain", "add", "other.org")
     lines = ok(root, "domain", "list").stdout.splitlines()
-    assert [line.split() for line in lines] == [["example.com", "0", "-"],
-                                                ["other.org", "0", "-"]]
+    assert [line.split() for line in lines] == [["example.com", "0", "-", "local"],
+                                                ["other.org", "0", "-", "local"]]
     ok(root, "domain", "del", "other.org")
     assert "no such domain" in refused(root, "domain", "del", "other.org").stderr
 
@@ -289,7 +289,7 @@ def test_aliases_forwards_catchall(root):
     refused(root, "forward", "tod@example.com", "x@y.z", "--off", code=2)
 
     ok(root, "catchall", "example.com", "null")
-    assert ok(root, "domain", "list").stdout.split() == ["example.com", "3", "null"]
+    assert ok(root, "domain", "list").stdout.split() == ["example.com", "3", "null", "local"]
     p = refused(root, "show", "nobody@example.com")
     assert "catch-all" in p.stderr
     ok(root, "catchall", "example.com", "postmaster")

@@ -112,14 +112,14 @@ static enum store_result add_alias(struct store *st, const char *local, const ch
 static void test_migrate_from_empty(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(store_schema_version(f->st), 2);
+    assert_int_equal(store_schema_version(f->st), 3);
 
     struct stat sb;
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
     sqlite3 *db = raw_open(f->path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
                                  " name IN ('domains', 'accounts', 'targets', 'settings')"),
                      4);
@@ -163,7 +163,7 @@ static void test_reopen(void **state)
     for (int i = 0; i < 2; i++) {
         f->st = store_open_sqlite(f->path, &error);
         assert_non_null(f->st);
-        assert_int_equal(store_schema_version(f->st), 2);
+        assert_int_equal(store_schema_version(f->st), 3);
         struct store_account *a = NULL;
         assert_int_equal(store_account_find(f->st, "bob", "example.com", &a, NULL), STORE_OK);
         store_account_free(&a);
@@ -187,6 +187,44 @@ static void test_newer_schema_refused(void **state)
     assert_null(store_open_sqlite(f->path, &error));
     assert_non_null(error);
     assert_non_null(strstr(error, "99"));
+}
+
+/* A version 2 database (before domain types) gets the type column; its domains are local. */
+static void test_migrate_domain_type(void **state)
+{
+    struct fixture *f = *state;
+    add_domain(f->st, "old.example");
+    store_close(&f->st);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE domains DROP COLUMN type; PRAGMA user_version = 2",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    const char *error = NULL;
+    f->st = store_open_sqlite(f->path, &error);
+    assert_non_null(f->st);
+    assert_int_equal(store_schema_version(f->st), 3);
+    struct store_domain *d = NULL;
+    assert_int_equal(store_domain_find(f->st, "old.example", &d), STORE_OK);
+    assert_int_equal(d->type, DOMAIN_LOCAL);
+    store_domain_free(&d);
+
+    assert_int_equal(store_domain_add_type(f->st, "Dial.Example", DOMAIN_ETRN, &error), STORE_OK);
+    assert_int_equal(store_domain_find(f->st, "dial.example", &d), STORE_OK);
+    assert_int_equal(d->type, DOMAIN_ETRN);
+    store_domain_free(&d);
+    /* no wildcard ETRN domains */
+    assert_int_equal(store_domain_add_type(f->st, "*.dial.example", DOMAIN_ETRN, &error),
+                     STORE_INVALID);
+    struct store_domain **v = NULL;
+    size_t n = 0;
+    assert_int_equal(store_domain_list(f->st, &v, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0]->name, "dial.example");
+    assert_int_equal(v[0]->type, DOMAIN_ETRN);
+    assert_int_equal(v[1]->type, DOMAIN_LOCAL);
+    store_domain_list_free(&v, n);
 }
 
 static void test_open_failure(void **state)
@@ -862,6 +900,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_domain_type, setup, teardown),
         cmocka_unit_test(test_open_failure),
         cmocka_unit_test_setup_teardown(test_domain_add_list_del, setup, teardown),
         cmocka_unit_test_setup_teardown(test_domain_del_force, setup, teardown),

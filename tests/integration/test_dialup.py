@@ -1,0 +1,326 @@
+"""test_dialup.py - [DialUp]: the line's schedule, the held queue, ETRN between two servers
+
+alkaid-controld runs the dial-up scheduler; the Connect and Disconnect "programs" are
+small Python scripts written by each test that append a line to a file, so the tests see
+when the line went up and down. Outbound mail goes to an SMTP sink (smtpsink.py) on
+127.0.0.N:25 found through the test DNS server, as in test_queue.py.
+
+The ETRN test runs two Alkaid roots on loopback: B (the "ISP") has the ETRN queue domain
+example-dial.test and keeps its mail; A (the dial-up site, smtpd on 127.0.0.N:25, which
+the test DNS names as the domain's MX) dials up, asks B with ETRN, and B delivers.
+"""
+import json
+import socket
+import sys
+import time
+
+import pytest
+
+from conftest import Alkaid, free_port
+from queue_helpers import SinkFactory, next_ip, queue_names, wait_for
+
+ALICE = "alice@example.test"
+
+
+@pytest.fixture
+def smtp_sink():
+    f = SinkFactory()
+    yield f
+    f.close()
+
+
+def route(dns_server, domain, ip):
+    dns_server.add(domain, "MX", (10, "mx." + domain))
+    dns_server.add("mx." + domain, "A", ip)
+
+
+class Line:
+    """The Connect / Disconnect scripts and what they recorded."""
+
+    def __init__(self, tmp_path, connect_status=0):
+        self.record = tmp_path / "line.log"
+        self.script = tmp_path / "line.py"
+        self.script.write_text(
+            "import sys, time\n"
+            "with open(%r, 'a') as f:\n"
+            "    f.write(sys.argv[1] + ' %%.3f\\n' %% time.time())\n"
+            "sys.exit(%d if sys.argv[1] == 'connect' else 0)\n" % (str(self.record),
+                                                                  connect_status))
+        self.connect = "%s %s connect" % (sys.executable, self.script)
+        self.disconnect = "%s %s disconnect" % (sys.executable, self.script)
+
+    def calls(self):
+        if not self.record.exists():
+            return []
+        return [line.split()[0] for line in self.record.read_text().splitlines()]
+
+
+def status(a, service):
+    r = a.ctl(service, "STATUS")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def setup_dialup(a, line, dns_server, extra=None):
+    settings = {
+        ("Queue", "Hold"): "0",
+        ("SMTP", "RelayIPs"): "127.0.0.1",
+        ("DNS", "Servers"): "127.0.0.1:%d" % dns_server.port,
+        ("DNS", "Timeout"): "1",
+        ("DNS", "Tries"): "1",
+        ("Queue", "ConnectTimeout"): "2",
+        ("Queue", "CommandTimeout"): "3",
+        ("Queue", "RetrySchedule"): "2s",
+        ("DialUp", "Enabled"): "1",
+        ("DialUp", "Connect"): line.connect,
+        ("DialUp", "Disconnect"): line.disconnect,
+        ("DialUp", "IdleHangup"): "2s",
+        ("DialUp", "ConnectTimeout"): "10",
+    }
+    settings.update(extra or {})
+    for (sec, key), val in settings.items():
+        a.set(sec, key, val)
+
+
+def send(a, rcpt, port=None, host="127.0.0.1"):
+    import smtplib
+    msg = ("From: <%s>\r\nTo: <%s>\r\nSubject: dial-up test\r\n\r\nHello.\r\n" %
+           (ALICE, rcpt)).encode()
+    with smtplib.SMTP(host, port or a.smtp_port, timeout=30) as s:
+        assert s.sendmail(ALICE, [rcpt], msg) == {}
+    return msg
+
+
+# ---- the line ------------------------------------------------------------------------------
+
+def test_queue_held_while_down_flushed_on_connect_then_hangup(alkaid_root, dns_server,
+                                                              smtp_sink, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    sink = smtp_sink()
+    route(dns_server, "remote.test", sink.host)
+    setup_dialup(a, line, dns_server, {("DialUp", "Interval"): "4s"})
+    a.start("smtpd")
+    # smtpd starts held when [DialUp] Enabled=1, before controld says anything
+    assert status(a, "smtpd")["outbound"]["held"] is True
+    a.start("controld")
+    send(a, "bob@remote.test")
+    time.sleep(1)
+    assert line.calls() == []
+    assert sink.transactions == []
+    assert len(queue_names(a)) == 1, "the message waits while the line is down"
+    st = status(a, "smtpd")
+    assert st["outbound"]["held"] is True
+    d = status(a, "controld")["dialup"]
+    assert d["state"] == "down" and d["enabled"] is True
+    assert d["next"] > time.time() - 1
+
+    # the interval comes: Connect, RELEASE (flush), delivery
+    [t] = sink.wait_delivered(1, timeout=10)
+    assert t.rcpts == ["bob@remote.test"]
+    assert line.calls()[:1] == ["connect"]
+    wait_for(lambda: not queue_names(a), 5, what="queue emptied")
+    # idle for IdleHangup: HOLD and Disconnect
+    wait_for(lambda: "disconnect" in line.calls(), 10, what="Disconnect run")
+    assert line.calls()[:2] == ["connect", "disconnect"]
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is True, 5, what="held again")
+    d = wait_for(lambda: (lambda d: d["state"] == "down" and d)(status(a, "controld")["dialup"]),
+                 5, what="state down")
+    assert d["connects"] >= 1 and d["last_connect"] > 0 and d["last_disconnect"] >= d[
+        "last_connect"]
+    log = a.log("control")
+    assert "Dial-up: the line is up" in log and "hanging up" in log
+
+
+def test_connect_failure_is_logged_and_retried(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path, connect_status=3)
+    setup_dialup(a, line, dns_server, {("DialUp", "Interval"): "1s"})
+    a.start("smtpd")
+    a.start("controld")
+    wait_for(lambda: line.calls().count("connect") >= 2, 10, what="Connect tried twice")
+    d = wait_for(lambda: (lambda d: d["failures"] >= 2 and d)(status(a, "controld")["dialup"]),
+                 10, what="two failures counted")
+    assert d["connects"] == 0
+    assert d["state"] in ("down", "connecting")
+    assert "disconnect" not in line.calls()
+    assert status(a, "smtpd")["outbound"]["held"] is True
+    log = a.log("error")
+    assert "exited with status 3" in log, log[-2000:]
+
+
+def test_ctl_connect_and_disconnect(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    setup_dialup(a, line, dns_server, {("DialUp", "IdleHangup"): "1h"})
+    a.start("smtpd")
+    a.start("controld")
+    d = status(a, "controld")["dialup"]
+    assert d["state"] == "down" and d["next"] == 0  # no schedule, no interval
+    r = a.ctl("controld", "DIALUP CONNECT")
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+    wait_for(lambda: status(a, "controld")["dialup"]["state"] == "up", 10, what="line up")
+    assert line.calls() == ["connect"]
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is False, 5, what="released")
+    r = a.ctl("controld", "DIALUP DISCONNECT")
+    assert r.returncode == 0 and "hanging up" in r.stdout, r.stdout
+    wait_for(lambda: line.calls() == ["connect", "disconnect"], 10, what="Disconnect run")
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is True, 5, what="held again")
+    assert a.ctl("controld", "DIALUP SIDEWAYS").returncode == 1
+
+
+def test_smtpd_released_while_down_is_held_again(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    setup_dialup(a, line, dns_server)
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("smtpd", "RELEASE").returncode == 0
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is True, 10,
+             what="controld holding smtpd again")
+    # a restarted smtpd starts held
+    a.stop("smtpd")
+    a.start("smtpd")
+    assert status(a, "smtpd")["outbound"]["held"] is True
+    assert line.calls() == []
+
+
+def test_dialup_off_by_default(alkaid_root):
+    a = alkaid_root
+    a.start("controld")
+    d = status(a, "controld")["dialup"]
+    assert d == {**d, "enabled": False, "state": "off"}
+    r = a.ctl("controld", "DIALUP CONNECT")
+    assert r.returncode == 1 and "off" in r.stdout
+
+
+# ---- ETRN ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def isp(tmp_path, dns_server):
+    """Instance B, the ISP: example-dial.test is an ETRN queue domain; smtpd running."""
+    b = Alkaid(tmp_path / "isp")
+    b.prepare({("Queue", "Hold"): "0",
+               ("SMTP", "RelayIPs"): "127.0.0.1",
+               ("System", "Hostname"): "mx.isp.test",
+               ("DNS", "Servers"): "127.0.0.1:%d" % dns_server.port,
+               ("DNS", "Timeout"): "1",
+               ("DNS", "Tries"): "1",
+               ("Queue", "ConnectTimeout"): "2",
+               ("Queue", "CommandTimeout"): "3",
+               ("Queue", "RetrySchedule"): "2s"})
+    r = b.user("domain", "add", "example-dial.test", "--etrn")
+    assert "ETRN" in r.stdout
+    lines = b.user("domain", "list").stdout.splitlines()
+    assert ["example-dial.test", "0", "-", "etrn"] in [x.split() for x in lines]
+    b.start("smtpd")
+    yield b
+    b.stop_all()
+
+
+def etrn_session(b, source=None):
+    sock = socket.create_connection(("127.0.0.1", b.smtp_port), timeout=10,
+                                    source_address=(source, 0) if source else None)
+    f = sock.makefile("rb")
+
+    def reply():
+        lines = []
+        while True:
+            line = f.readline().decode()
+            lines.append(line.rstrip("\r\n"))
+            if line[3:4] != "-":
+                return int(line[:3]), lines
+
+    def cmd(text):
+        sock.sendall(text.encode() + b"\r\n")
+        return reply()
+
+    assert reply()[0] == 220
+    return sock, cmd
+
+
+def test_etrn_replies(isp):
+    b = isp
+    sock, cmd = etrn_session(b)
+    code, lines = cmd("EHLO client.test")
+    assert code == 250 and any(x[4:] == "ETRN" for x in lines), lines
+    assert cmd("ETRN")[0] == 501
+    assert cmd("ETRN not..a..domain")[0] == 501
+    assert cmd("ETRN example.test")[0] == 458  # a local domain, not an ETRN one
+    assert cmd("ETRN other.test")[0] == 458
+    assert cmd("ETRN #queue")[0] == 458
+    assert cmd("ETRN example-dial.test")[0] == 251  # nothing waiting
+    assert cmd("ETRN @dial.test")[0] == 458
+    assert cmd("ETRN @example-dial.test")[0] == 251
+    sock.close()
+    # a client that may not relay may not ask
+    sock, cmd = etrn_session(b, source="127.0.0.33")
+    cmd("EHLO client.test")
+    assert cmd("ETRN example-dial.test")[0] == 459
+    sock.close()
+
+
+def test_etrn_domain_mail_is_kept_until_etrn(isp, dns_server, smtp_sink):
+    b = isp
+    sink = smtp_sink()
+    route(dns_server, "example-dial.test", sink.host)
+    # accepted for an ETRN domain from anyone (no relay rights needed)
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", b.smtp_port, timeout=30,
+                      source_address=("127.0.0.33", 0)) as s:
+        assert s.sendmail("x@elsewhere.test", ["bob@example-dial.test"],
+                          b"Subject: kept\r\n\r\nHi.\r\n") == {}
+    time.sleep(2)
+    assert sink.transactions == []
+    assert len(queue_names(b)) == 1
+    st = status(b, "smtpd")
+    assert st["outbound"]["sent"] == 0
+    sock, cmd = etrn_session(b)
+    cmd("EHLO client.test")
+    code, lines = cmd("ETRN example-dial.test")
+    assert code == 250 and "Queuing for node example-dial.test started" in lines[-1], lines
+    sock.close()
+    [t] = sink.wait_delivered(1, timeout=10)
+    assert t.rcpts == ["bob@example-dial.test"]
+    wait_for(lambda: not queue_names(b), 5, what="queue emptied")
+
+
+def test_etrn_between_two_instances(isp, tmp_path, dns_server):
+    b = isp
+    ip = next_ip()
+    route(dns_server, "example-dial.test", ip)
+    send(b, "bob@example-dial.test")
+    time.sleep(1)
+    assert len(queue_names(b)) == 1, "B keeps the mail until ETRN"
+
+    # A: the dial-up site, reachable by MX on ip:25
+    a = Alkaid(tmp_path / "site")
+    try:
+        a.prepare({("System", "Hostname"): "mail.example-dial.test",
+                   ("SMTP", "Bind"): ip,
+                   ("SMTP", "Port"): "25"})
+        a.user("domain", "add", "example-dial.test")
+        a.user("add", "bob@example-dial.test", "--password", "bob-dial-secret")
+        line = Line(tmp_path)
+        setup_dialup(a, line, dns_server, {
+            ("DialUp", "ETRNServer"): "127.0.0.1:%d" % b.smtp_port,
+            ("DialUp", "ETRNDomains"): "example-dial.test",
+            ("DialUp", "IdleHangup"): "2s",
+            ("SMTP", "Bind"): ip,
+            ("SMTP", "Port"): "25"})
+        a.smtp_port = 25
+        proc = a.start("smtpd", wait=False)
+        from conftest import wait_port
+        wait_port(25, host=ip, proc=proc)
+        a.start("controld")
+        assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+        msgs = wait_for(lambda: a.messages("bob@example-dial.test"), 15,
+                        what="the message in A's mailbox")
+        assert b"Subject: dial-up test" in msgs[0]
+        wait_for(lambda: not queue_names(b), 5, what="B's queue emptied")
+        wait_for(lambda: "disconnect" in line.calls(), 15, what="A hangs up when idle")
+        log = a.log("control")
+        assert "ETRN example-dial.test" in log, log[-3000:]
+        assert "ETRN example-dial.test" in b.log("smtp")
+    finally:
+        a.stop_all()
