@@ -158,6 +158,7 @@ sync_dirs:
     for (size_t i = 0; i < nr; i++)
         log_line(LOG_SMTP, req->ip, "Queued %s from <%s> for %s", temp->id, req->sender, remote[i]);
     SMTPD_COUNT(rcpts_local, nt);
+    smtpd_today_add(TODAY_LOCAL_DELIVERIES, nt);
     SMTPD_COUNT(rcpts_remote, nr);
     if (nr > 0) queue_notify(temp->id); /* tried at once */
     sbuf_printf(reply, "250 2.0.0 Ok: queued as %s", temp->id);

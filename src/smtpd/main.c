@@ -162,6 +162,7 @@ static void smtpd_status(struct sbuf *json)
                 __atomic_load_n(&c->auth_ok, __ATOMIC_RELAXED),
                 __atomic_load_n(&c->auth_failed, __ATOMIC_RELAXED), queue_length(service_config()));
     queue_status(json);
+    smtpd_today_status(json);
 }
 
 /* ctl FLUSH [id], HOLD, RELEASE */

@@ -833,6 +833,7 @@ static long long deliver_file(struct runtime *rt, const char *id, bool forced, c
     }
     bool expired = now - env.created >= cfg->queue.give_up && !stopping();
     __atomic_fetch_add(&q.sent, nok, __ATOMIC_RELAXED);
+    smtpd_today_add(TODAY_MESSAGES_OUT, nok);
 
     /* the recipients that failed for good now (and, past the retry period, the rest) */
     size_t nb = 0;

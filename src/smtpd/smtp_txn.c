@@ -381,6 +381,7 @@ static void finish_message(struct smtp_session *s)
     if (dr == DELIVER_OK) {
         s->messages++;
         SMTPD_COUNT(messages_in, 1);
+        smtpd_today_add(TODAY_MESSAGES_IN, 1);
         log_line(LOG_SMTP, s->ip,
                  "Accepted %s from <%s> for %zu recipient%s, %" PRIu64 " bytes%s%s", s->temp.id,
                  s->sender, s->nrcpts, s->nrcpts == 1 ? "" : "s", s->temp.size,

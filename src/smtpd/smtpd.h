@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "sbuf.h"
 #include "server.h"
 #include "store.h"
 
@@ -41,6 +42,13 @@ extern struct smtpd smtpd;
 
 /* Adds n to a counter from any thread. */
 #define SMTPD_COUNT(field, n) __atomic_fetch_add(&smtpd.counters.field, (n), __ATOMIC_RELAXED)
+
+/* Today's counters (local time; they start again at midnight), for ctl STATUS. */
+enum smtpd_today { TODAY_MESSAGES_IN, TODAY_MESSAGES_OUT, TODAY_LOCAL_DELIVERIES, TODAY_N };
+void smtpd_today_add(enum smtpd_today which, uint64_t n);
+/* Appends ,"today":{"date":"YYYY-MM-DD","messages_in":..,"messages_out":..,
+ * "local_deliveries":..}. */
+void smtpd_today_status(struct sbuf *json);
 
 /* True when free space under [Directories] Temp or Mail is below [SMTP] MinFreeSpace
  * (checked at most once a second). */

@@ -10,6 +10,7 @@ mailbox, `alkaid-user queue ...` and `alkaid-smtpd --ctl ...`.
 Timeouts and retry waits are set to a few seconds, and every result is polled for with
 a deadline (wait_for), so each test takes a few seconds at most.
 """
+import json
 import os
 import re
 import signal
@@ -1535,3 +1536,25 @@ def test_kill_during_transmission_delivers_after_restart(q, smtp_sink):
     assert t.message.endswith(msg)
     wait_for(lambda: queue_empty(q), 5, what="queue emptied")
     assert len(sink.delivered) in (1, 2)
+
+
+def test_ctl_status_counts_today(q, smtp_sink):
+    """ctl STATUS "today": messages accepted, recipients sent out and local deliveries
+    of the current (local) day."""
+    sink = smtp_sink()
+    q.dns.route("remote.test", sink.host)
+    q.start("smtpd")
+    send(q, ["bob@remote.test", "carol@remote.test"])
+    send(q, "alice@example.test", sender="x@remote.test")
+    sink.wait_delivered(1, timeout=5)
+    wait_for(lambda: queue_empty(q), 5, what="queue emptied")
+
+    def today():
+        r = q.ctl("smtpd", "STATUS")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["today"]
+
+    wait_for(lambda: today()["messages_out"] == 2, 5, what="2 recipients sent today")
+    t = today()
+    assert t["date"] == time.strftime("%Y-%m-%d")
+    assert t["messages_in"] == 2 and t["local_deliveries"] == 1, t
