@@ -1357,10 +1357,10 @@ static char *joined(char **args, size_t n)
 
 static int r_domain_add(struct ctx *c, char **args, size_t nargs)
 {
-    if (c->o->seen & OPT_ETRN)
-        return fail(EXIT_USAGE, "domain add --etrn: not available through the admin port yet");
-    const char *req[] = {"DOMAIN", "ADD", args[0]};
-    return remote_simple(c, req, 3, xasprintf("added domain %s", args[0]));
+    bool etrn = (c->o->seen & OPT_ETRN) != 0;
+    const char *req[] = {"DOMAIN", "ADD", args[0], "ETRN"};
+    return remote_simple(c, req, etrn ? 4 : 3,
+                         xasprintf("added %sdomain %s", etrn ? "ETRN queue " : "", args[0]));
 }
 
 static int r_domain_del(struct ctx *c, char **args, size_t nargs)

@@ -340,13 +340,22 @@ static void cmd_domain(struct admin_session *s, char **args, size_t nargs)
             if (i) sbuf_putc(&json, ',');
             admin_json_string(&json, v[i]->name);
         }
-        sbuf_appends(&json, "]}");
+        sbuf_appends(&json, "],\"types\":{");
+        for (size_t i = 0; i < n; i++) {
+            if (i) sbuf_putc(&json, ',');
+            admin_json_string(&json, v[i]->name);
+            sbuf_appends(&json, v[i]->type == DOMAIN_ETRN ? ":\"etrn\"" : ":\"local\"");
+        }
+        sbuf_appends(&json, "}}");
         store_domain_list_free(&v, n);
         admin_reply_ok(s, &json);
         sbuf_free(&json);
-    } else if (strcasecmp(sub, "ADD") == 0 && nargs == 3) {
+    } else if (strcasecmp(sub, "ADD") == 0 &&
+               (nargs == 3 || (nargs == 4 && strcasecmp(args[3], "ETRN") == 0))) {
         const char *error = NULL;
-        enum store_result r = store_domain_add(s->store, args[2], &error);
+        bool etrn = nargs == 4;
+        enum store_result r =
+            store_domain_add_type(s->store, args[2], etrn ? DOMAIN_ETRN : DOMAIN_LOCAL, &error);
         if (r == STORE_EXISTS) {
             admin_reply_err(s, "EXISTS", "domain %s already exists", args[2]);
             return;
@@ -366,9 +375,13 @@ static void cmd_domain(struct admin_session *s, char **args, size_t nargs)
             store_fail(s, r, "domain add", error);
             return;
         }
+        admin_log_change(s, "DOMAIN ADD %s%s", args[2], etrn ? " ETRN" : "");
+        if (etrn) { /* queued for another server: no mailbox directory */
+            done(s);
+            return;
+        }
         char *dirname = address_domain_dir(args[2]);
         char *dir = xasprintf("%s/%s", cfg->mail_dir, dirname);
-        admin_log_change(s, "DOMAIN ADD %s", args[2]);
         if (fs_mkdirs(dir, 0700) < 0)
             admin_reply_err(s, "INTERNAL",
                             "domain %s added, but its directory %s could not be"

@@ -140,3 +140,21 @@ def test_user_remote_mode(site):
                        timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "dave@" + DOMAIN not in a.user("list").stdout
+
+
+def test_etrn_domain_through_the_admin_port(site):
+    a = site
+    admin(a, "domain", "add", "dialsite.test")  # a local one, for comparison
+    base = [str(BIN / "alkaid-user"), "--remote", "127.0.0.1:%d" % a.admin_port,
+            "--admin-user", ADMIN, "--ca", str(a.root / "config" / "tls" / "cert.pem")]
+    env = dict(os.environ, ALKAID_ADMIN_PASSWORD=ADMIN_PW)
+    r = subprocess.run(base + ["domain", "add", "queued.test", "--etrn"], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    types = json.loads(admin(a, "domain", "list", json_out=True).stdout)["types"]
+    assert types["queued.test"] == "etrn" and types["dialsite.test"] == "local", types
+    # the local tool sees the same type, and no mailbox directory was made for it
+    line = [ln for ln in a.user("domain", "list").stdout.splitlines() if "queued.test" in ln]
+    assert line and "etrn" in line[0], line
+    assert not (a.root / "mail" / "queued.test").exists()
+    assert "DOMAIN ADD queued.test ETRN" in a.log("control")
