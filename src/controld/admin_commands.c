@@ -830,7 +830,7 @@ static void cmd_alias(struct admin_session *s, char **args, size_t nargs)
 static void cmd_forward(struct admin_session *s, char **args, size_t nargs)
 {
     bool off = nargs == 3 && strcasecmp(args[2], "OFF") == 0;
-    bool keep = !off && nargs >= 4 && strcasecmp(args[nargs - 1], "KEEP") == 0;
+    bool keep = !off && nargs >= 3 && strcasecmp(args[nargs - 1], "KEEP") == 0;
     size_t ntargets = off ? 0 : nargs - 2 - (keep ? 1 : 0);
     if (nargs < 3 || (!off && ntargets == 0) || ntargets > STORE_TARGETS_MAX) {
         admin_reply_err(s, "SYNTAX", "FORWARD address target... [KEEP] | FORWARD address OFF");

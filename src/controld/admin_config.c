@@ -258,6 +258,25 @@ void admin_reload_services(const struct alkaid_config *cfg, const char *service,
 
 /* ---- CONFIG SET ---- */
 
+/* Settings that name a program the server runs: set on the machine only, never over the
+ * network ("nothing a client sends reaches a shell"). */
+static bool program_key(const char *section, const char *key)
+{
+    return (strcasecmp(section, "Control") == 0 && strcasecmp(key, "WatchdogRestart") == 0) ||
+           (strcasecmp(section, "DialUp") == 0 &&
+            (strcasecmp(key, "Connect") == 0 || strcasecmp(key, "Disconnect") == 0));
+}
+
+/* Whether the whole file as it is now on disk loads (cross-checks between keys, such
+ * as [Directories], are only made there). Problems are appended to why. */
+static bool ini_loads(const struct alkaid_config *cfg, struct sbuf *why)
+{
+    struct alkaid_config *c = config_load(cfg->root, why);
+    bool ok = c != NULL;
+    config_free(&c);
+    return ok;
+}
+
 /* Settings whose values are secrets: logged as ****. */
 static bool secret_key(const char *key)
 {
@@ -283,6 +302,12 @@ void admin_config_set(struct admin_session *s, char **args, size_t nargs)
         }
     }
     (void)def;
+    if (sec != NULL && program_key(sec, key)) {
+        admin_reply_err(s, "DENIED",
+                        "[%s] %s names a program to run: set it in %s on the machine itself", sec,
+                        key, cfg->ini_path);
+        return;
+    }
     if (sec == NULL) {
         admin_reply_err(s, "NOTFOUND", "%s: [%s] %s: no such setting", cfg->ini_path, args[2],
                         args[3]);
@@ -317,6 +342,24 @@ void admin_config_set(struct admin_session *s, char **args, size_t nargs)
     } else {
         r = 0;
         changed = true;
+        /* the file as a whole must still load (e.g. [Directories] four separate trees);
+         * if not, put the old text back, unless that did not load either */
+        struct sbuf load_why = SBUF_INIT(16384);
+        if (!ini_loads(cfg, &load_why)) {
+            struct sbuf ignored = SBUF_INIT(16384);
+            if (fs_write_file_atomic(cfg->ini_path, old, len, sb.st_mode & 07777) == 0 &&
+                ini_loads(cfg, &ignored)) {
+                admin_reply_err(s, "INVALID", "%s", sbuf_cstr(&load_why)); /* one line */
+                r = -1;
+            } else if (fs_write_file_atomic(cfg->ini_path, text.data, text.len,
+                                            sb.st_mode & 07777) < 0) {
+                admin_reply_err(s, "INTERNAL", "%s cannot be written: %s", cfg->ini_path,
+                                strerror(errno));
+                r = -1;
+            }
+            sbuf_free(&ignored);
+        }
+        sbuf_free(&load_why);
     }
     pthread_mutex_unlock(&ini_write_lock);
     free(old);

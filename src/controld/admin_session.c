@@ -208,6 +208,18 @@ static void greeting(struct admin_session *s)
     sbuf_free(&json);
 }
 
+/* Whether the logged-in account still exists and still has the admin flag (a store
+ * that does not answer counts as yes: the command itself will say BUSY). */
+static bool still_admin(struct admin_session *s)
+{
+    char *hash = NULL;
+    bool admin = false;
+    int r = lookup(s, s->user, &hash, &admin);
+    if (hash) OPENSSL_cleanse(hash, strlen(hash));
+    free(hash);
+    return r < 0 || (r == 1 && admin);
+}
+
 static void one_line(struct admin_session *s, struct sbuf *line)
 {
     const char *err = NULL;
@@ -226,6 +238,12 @@ static void one_line(struct admin_session *s, struct sbuf *line)
         cmd_login(s, a.argv, a.argc);
     } else if (s->user == NULL) {
         admin_reply_err(s, "DENIED", "log in first");
+    } else if (!still_admin(s)) {
+        /* the account was deleted, or its admin flag taken away, since LOGIN */
+        log_line(LOG_CONTROL, s->ip, "Admin session of %s ended: no longer an administrator",
+                 s->user);
+        admin_reply_err(s, "DENIED", "%s is no longer an administrator", s->user);
+        s->quit = true;
     } else {
         admin_command(s, a.argv, a.argc);
     }
