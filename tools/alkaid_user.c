@@ -312,57 +312,9 @@ static void walk_usage(int dfd, int depth, struct usage *u)
 
 /* Removes name (relative to parent_fd) and, if it is a directory, everything in it,
  * without following symbolic links. 0, or -1 with errno. */
-static int remove_tree_at(int parent_fd, const char *name, int depth)
-{
-    struct stat sb;
-    if (fstatat(parent_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) return -1;
-    if (!S_ISDIR(sb.st_mode)) return unlinkat(parent_fd, name, 0);
-    if (depth > MAX_WALK_DEPTH) {
-        errno = ELOOP;
-        return -1;
-    }
-    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return -1;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -1;
-    }
-    int ret = 0;
-    struct dirent *de;
-    while (ret == 0 && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        ret = remove_tree_at(dirfd(d), de->d_name, depth + 1);
-    }
-    int saved = errno;
-    closedir(d);
-    if (ret < 0) {
-        errno = saved;
-        return -1;
-    }
-    return unlinkat(parent_fd, name, AT_REMOVEDIR);
-}
 
 /* Removes the mailbox directory mail/<domain_dir>/<local>. 1 removed, 0 there was none,
  * -1 with errno. */
-static int purge_mailbox(struct ctx *c, const char *domain_dir, const char *local)
-{
-    char *ddir = xasprintf("%s/%s", c->cfg->mail_dir, domain_dir);
-    int dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(ddir);
-    if (dfd < 0) return errno == ENOENT ? 0 : -1;
-    struct stat sb;
-    int ret;
-    if (fstatat(dfd, local, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-        ret = errno == ENOENT ? 0 : -1;
-    else
-        ret = remove_tree_at(dfd, local, 0) == 0 ? 1 : -1;
-    int saved = errno;
-    if (ret == 1) fsync(dfd);
-    close(dfd);
-    errno = saved;
-    return ret;
-}
 
 /* ---- passwords ---- */
 
@@ -746,7 +698,7 @@ static int cmd_del(struct ctx *c, char **args, size_t nargs)
     } else if (code == 0) {
         char *mbox = mailbox_path(c->cfg->mail_dir, a->domain_dir, local);
         if (c->o->seen & OPT_PURGE) {
-            int p = purge_mailbox(c, a->domain_dir, local);
+            int p = mailbox_purge(c->cfg->mail_dir, a->domain_dir, local);
             if (p < 0)
                 code = fail(EXIT_REFUSED,
                             "deleted %s@%s, but its mailbox %s could not be"

@@ -197,3 +197,57 @@ void mailbox_clean_at(const char *dir, time_t now)
     }
     closedir(d);
 }
+
+/* ---- removing a mailbox --------------------------------------------------------- */
+
+#define PURGE_MAX_DEPTH 32 /* directory levels below a mailbox that are removed */
+
+static int remove_tree_at(int parent_fd, const char *name, int depth)
+{
+    struct stat sb;
+    if (fstatat(parent_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) return unlinkat(parent_fd, name, 0);
+    if (depth > PURGE_MAX_DEPTH) {
+        errno = ELOOP;
+        return -1;
+    }
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    int ret = 0;
+    struct dirent *de;
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        ret = remove_tree_at(dirfd(d), de->d_name, depth + 1);
+    }
+    int saved = errno;
+    closedir(d);
+    if (ret < 0) {
+        errno = saved;
+        return -1;
+    }
+    return unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+int mailbox_purge(const char *mail_dir, const char *domain_dir, const char *local)
+{
+    char *ddir = xasprintf("%s/%s", mail_dir, domain_dir);
+    int dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(ddir);
+    if (dfd < 0) return errno == ENOENT ? 0 : -1;
+    struct stat sb;
+    int ret;
+    if (fstatat(dfd, local, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        ret = errno == ENOENT ? 0 : -1;
+    else
+        ret = remove_tree_at(dfd, local, 0) == 0 ? 1 : -1;
+    int saved = errno;
+    if (ret == 1) fsync(dfd);
+    close(dfd);
+    errno = saved;
+    return ret;
+}

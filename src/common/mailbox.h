@@ -49,4 +49,9 @@ void mailbox_clean(const char *dir);
 /* The same, judged as if the time were now (tests). */
 void mailbox_clean_at(const char *dir, time_t now);
 
+/* Removes mail_dir/domain_dir/local and everything under it (alkaid-user del --purge,
+ * the admin port's USER DEL PURGE): with openat/unlinkat and O_NOFOLLOW, so a symbolic
+ * link is removed, never followed. 1 removed, 0 there was none, -1 error (errno). */
+int mailbox_purge(const char *mail_dir, const char *domain_dir, const char *local);
+
 #endif

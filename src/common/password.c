@@ -234,8 +234,8 @@ static bool cache_tag(const char *password, size_t len, const char *hash,
     struct sbuf msg = SBUF_INIT(SBUF_NO_MAX);
     sbuf_append(&msg, hash, strlen(hash) + 1);
     sbuf_append(&msg, password, len);
-    bool ok = HMAC(EVP_sha256(), cache_key, KEY_LEN, (const unsigned char *)msg.data, msg.len,
-                   tag, &n) != NULL &&
+    bool ok = HMAC(EVP_sha256(), cache_key, KEY_LEN, (const unsigned char *)msg.data, msg.len, tag,
+                   &n) != NULL &&
               n == KEY_LEN;
     OPENSSL_cleanse(msg.data, msg.len);
     sbuf_free(&msg);

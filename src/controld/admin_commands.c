@@ -254,56 +254,6 @@ static void walk_usage(int dfd, int depth, uint64_t *bytes)
     closedir(d);
 }
 
-static int remove_tree_at(int parent_fd, const char *name, int depth)
-{
-    struct stat sb;
-    if (fstatat(parent_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) return -1;
-    if (!S_ISDIR(sb.st_mode)) return unlinkat(parent_fd, name, 0);
-    if (depth > MAX_WALK_DEPTH) {
-        errno = ELOOP;
-        return -1;
-    }
-    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return -1;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -1;
-    }
-    int ret = 0;
-    struct dirent *de;
-    while (ret == 0 && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        ret = remove_tree_at(dirfd(d), de->d_name, depth + 1);
-    }
-    int saved = errno;
-    closedir(d);
-    if (ret < 0) {
-        errno = saved;
-        return -1;
-    }
-    return unlinkat(parent_fd, name, AT_REMOVEDIR);
-}
-
-static int purge_mailbox(const char *mail_dir, const char *domain_dir, const char *local)
-{
-    char *ddir = xasprintf("%s/%s", mail_dir, domain_dir);
-    int dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(ddir);
-    if (dfd < 0) return errno == ENOENT ? 0 : -1;
-    struct stat sb;
-    int ret;
-    if (fstatat(dfd, local, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-        ret = errno == ENOENT ? 0 : -1;
-    else
-        ret = remove_tree_at(dfd, local, 0) == 0 ? 1 : -1;
-    int saved = errno;
-    if (ret == 1) fsync(dfd);
-    close(dfd);
-    errno = saved;
-    return ret;
-}
-
 /* The hash of a new password given on the line; NULL after replying. */
 static char *new_password_hash(struct admin_session *s, const char *password)
 {
@@ -600,7 +550,7 @@ static void user_del(struct admin_session *s, char **args, size_t nargs)
     } else {
         admin_log_change(s, "USER DEL %s@%s%s", local, domain, purge ? " PURGE" : "");
         if (purge && a->type == ACCOUNT_USER &&
-            purge_mailbox(service_config()->mail_dir, a->domain_dir, local) < 0)
+            mailbox_purge(service_config()->mail_dir, a->domain_dir, local) < 0)
             admin_reply_err(s, "INTERNAL",
                             "deleted %s@%s, but its mailbox could not be removed: %s", local,
                             domain, strerror(errno));

@@ -246,10 +246,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache),
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_default_iterations),
-        cmocka_unit_test(test_salt_is_random),  cmocka_unit_test(test_binary_password),
-        cmocka_unit_test(test_rfc7677_vector),  cmocka_unit_test(test_iterations_clamped),
-        cmocka_unit_test(test_malformed_forms), cmocka_unit_test(test_fake_secret),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_default_iterations),
+        cmocka_unit_test(test_salt_is_random),
+        cmocka_unit_test(test_binary_password),
+        cmocka_unit_test(test_rfc7677_vector),
+        cmocka_unit_test(test_iterations_clamped),
+        cmocka_unit_test(test_malformed_forms),
+        cmocka_unit_test(test_fake_secret),
         cmocka_unit_test(test_dummy_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
