@@ -1053,6 +1053,14 @@ size_t config_key_count(void)
     return NKEYS;
 }
 
+bool config_key_is_path(const char *section, const char *key)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcasecmp(keys[i].section, section) == 0 && strcasecmp(keys[i].key, key) == 0)
+            return keys[i].type == CFG_PATH;
+    return false;
+}
+
 int config_key_at(size_t i, const char **section_r, const char **key_r, const char **default_r)
 {
     if (i >= NKEYS) return -1;

@@ -148,6 +148,8 @@ int config_check_value(const char *section, const char *key, const char *value,
 /* The key table, for documentation checks and tools: 0, or -1 past the end. */
 size_t config_key_count(void);
 int config_key_at(size_t i, const char **section_r, const char **key_r, const char **default_r);
+/* Whether [section] key names a file or directory (resolved against the root). */
+bool config_key_is_path(const char *section, const char *key);
 
 /* The run directory ([Directories] Run) read from root's INI as leniently as possible,
  * so that a service can still be reached over ctl while the file has errors elsewhere;

@@ -25,7 +25,8 @@
 
 #define ADMIN_LINE_MAX      8192 /* octets of a client line, without its CRLF */
 #define ADMIN_MAX_ARGS      1100 /* words of one command line (ALIAS with 1000 targets) */
-#define ADMIN_IDLE_TIMEOUT  300  /* seconds without a command */
+#define ADMIN_IDLE_TIMEOUT  300  /* seconds without a command, once logged in */
+#define ADMIN_LOGIN_TIMEOUT 30   /* seconds without a command before LOGIN */
 #define ADMIN_MAX_SESSIONS  32
 #define ADMIN_MAX_PER_IP    8
 #define ADMIN_HANDSHAKE_S   30

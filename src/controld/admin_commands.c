@@ -782,7 +782,11 @@ static void cmd_forward(struct admin_session *s, char **args, size_t nargs)
     bool off = nargs == 3 && strcasecmp(args[2], "OFF") == 0;
     bool keep = !off && nargs >= 3 && strcasecmp(args[nargs - 1], "KEEP") == 0;
     size_t ntargets = off ? 0 : nargs - 2 - (keep ? 1 : 0);
-    if (nargs < 3 || (!off && ntargets == 0) || ntargets > STORE_TARGETS_MAX) {
+    bool bare_word = false; /* OFF, or a KEEP that is not last, among the targets */
+    for (size_t i = 0; i < ntargets; i++)
+        if (strcasecmp(args[2 + i], "OFF") == 0 || strcasecmp(args[2 + i], "KEEP") == 0)
+            bare_word = true;
+    if (nargs < 3 || (!off && ntargets == 0) || ntargets > STORE_TARGETS_MAX || bare_word) {
         admin_reply_err(s, "SYNTAX", "FORWARD address target... [KEEP] | FORWARD address OFF");
         return;
     }

@@ -169,6 +169,12 @@ int admin_ini_rewrite(const char *in, size_t len, const char *section, const cha
 
 /* ---- CONFIG GET ---- */
 
+/* Settings whose values are secrets: logged and shown as ****. */
+static bool secret_key(const char *key)
+{
+    return strcasestr(key, "password") != NULL;
+}
+
 static char *ini_key(const char *section, const char *key)
 {
     char *k = xasprintf("%s:%s", section, key);
@@ -208,7 +214,8 @@ void admin_config_get(struct admin_session *s, char **args, size_t nargs)
         sbuf_appends(&json, ",\"key\":");
         admin_json_string(&json, key);
         sbuf_appends(&json, ",\"value\":");
-        admin_json_string(&json, v ? v : def);
+        const char *shown = v ? v : def;
+        admin_json_string(&json, secret_key(key) && *shown ? "****" : shown);
         sbuf_appends(&json, ",\"default\":");
         admin_json_string(&json, def);
         sbuf_putc(&json, '}');
@@ -277,12 +284,6 @@ static bool ini_loads(const struct alkaid_config *cfg, struct sbuf *why)
     return ok;
 }
 
-/* Settings whose values are secrets: logged as ****. */
-static bool secret_key(const char *key)
-{
-    return strcasestr(key, "password") != NULL;
-}
-
 void admin_config_set(struct admin_session *s, char **args, size_t nargs)
 {
     if (nargs != 5) {
@@ -306,6 +307,13 @@ void admin_config_set(struct admin_session *s, char **args, size_t nargs)
         admin_reply_err(s, "DENIED",
                         "[%s] %s names a program to run: set it in %s on the machine itself", sec,
                         key, cfg->ini_path);
+        return;
+    }
+    if (sec != NULL && config_key_is_path(sec, key)) {
+        admin_reply_err(s, "DENIED",
+                        "[%s] %s names a file or directory on the server: set it in %s on the"
+                        " machine itself",
+                        sec, key, cfg->ini_path);
         return;
     }
     if (sec == NULL) {

@@ -262,8 +262,9 @@ static void session_handler(struct session *session)
     struct sbuf line = SBUF_INIT(ADMIN_LINE_MAX + 2);
     while (!s.quit) {
         if (conn_flush(s.conn, conn_now_ms() + 30000) != CONN_OK) break;
-        enum conn_status st = conn_read_line(s.conn, &line, ADMIN_LINE_MAX + 2,
-                                             conn_now_ms() + ADMIN_IDLE_TIMEOUT * 1000);
+        int idle = s.user ? ADMIN_IDLE_TIMEOUT : ADMIN_LOGIN_TIMEOUT;
+        enum conn_status st =
+            conn_read_line(s.conn, &line, ADMIN_LINE_MAX + 2, conn_now_ms() + idle * 1000LL);
         if (st == CONN_OK && line.len > ADMIN_LINE_MAX) st = CONN_TOOLONG;
         if (st == CONN_TOOLONG) {
             admin_reply_err(&s, "LINE", "too long (at most %d octets)", ADMIN_LINE_MAX);
@@ -271,8 +272,8 @@ static void session_handler(struct session *session)
             break;
         }
         if (st == CONN_TIMEOUT) {
-            admin_reply_err(&s, "TIMEOUT", "no command for %d seconds", ADMIN_IDLE_TIMEOUT);
-            log_line(LOG_CONTROL, s.ip, "Disconnected: idle for %d seconds", ADMIN_IDLE_TIMEOUT);
+            admin_reply_err(&s, "TIMEOUT", "no command for %d seconds", idle);
+            log_line(LOG_CONTROL, s.ip, "Disconnected: idle for %d seconds", idle);
             break;
         }
         if (st == CONN_STOPPED) {

@@ -249,29 +249,73 @@ def test_config_set_cannot_make_controld_run_programs(adm, tmp_path):
         assert r[0] == "ERR", (key, r)
 
 
-def test_config_set_directories_cross_check(adm):
+def test_config_set_cross_check(adm):
     """A value config_check_value() accepts alone but the whole file then refuses
-    ([Directories] Temp = Mail) must be refused, not written: services would no longer
-    start."""
+    ([Security] AuthFailLockAfter below AuthFailDelayAfter) must be refused, not written:
+    services would no longer start."""
     c = logged_in(adm)
     before = adm.ini.read_text()
-    r = c.cmd("CONFIG SET Directories Temp mail")
+    r = c.cmd("CONFIG SET Security AuthFailLockAfter 1")
     assert r[:2] == ("ERR", "INVALID"), r
+    assert "AuthFailLockAfter" in r[2]
     assert adm.ini.read_text() == before
 
 
-@pytest.mark.xfail(reason="open design question: the remote port can move the server's"
-                   " files anywhere (accepted today)", strict=False)
-def test_config_set_path_keys_outside_the_root(adm):
-    """Path settings pointed outside the root over the network (the log tree into /etc,
-    the account database anywhere): the server's files move to where a remote
-    administrator says."""
+def test_config_set_path_keys_are_local_only(adm):
+    """Path settings cannot be changed over the network: a remote administrator must not
+    move the server's logs into /etc, the account database anywhere, or point the TLS key
+    at /etc/shadow. CONFIG GET still shows them."""
     c = logged_in(adm)
+    before = adm.ini.read_text()
     for key, value in [("Directories Log", "/tmp/elsewhere-log"),
+                       ("Directories Temp", "temp2"),
                        ("Store Database", "/tmp/elsewhere.db"),
-                       ("TLS Key", "/etc/shadow")]:
+                       ("TLS Key", "/etc/shadow"),
+                       ("TLS Certificate", "config/tls/cert.pem"),
+                       ("Queue CAFile", "/etc/passwd")]:
         r = c.cmd("CONFIG SET %s %s" % (key, value))
-        assert r[0] == "ERR", (key, r)
+        assert r[:2] == ("ERR", "DENIED"), (key, r)
+        assert "[%s] %s" % tuple(key.split()) in r[2] and "alkaid.ini" in r[2], r
+    assert adm.ini.read_text() == before
+    got = c.ok("CONFIG GET Directories Log")["settings"]
+    assert got == [{"section": "Directories", "key": "Log", "value": "log", "default": "log"}]
+
+
+def test_config_get_hides_passwords(adm):
+    c = logged_in(adm)
+    got = c.ok("CONFIG GET SMTP SmarthostPassword")["settings"]
+    assert got[0]["value"] == "", got
+    c.ok('CONFIG SET SMTP SmarthostPassword "hunter2-secret"')
+    assert "hunter2-secret" in adm.ini.read_text()
+    for q in ["CONFIG GET SMTP SmarthostPassword", "CONFIG GET SMTP", "CONFIG GET"]:
+        got = c.ok(q)
+        assert "hunter2-secret" not in json.dumps(got), q
+        pw = [x for x in got["settings"] if x["key"] == "SmarthostPassword"]
+        assert pw and pw[0]["value"] == "****", got
+
+
+def test_forward_bare_off_or_keep_among_targets(adm):
+    """OFF and KEEP are words of the command, never addresses: FORWARD a OFF KEEP and
+    FORWARD a KEEP b are syntax errors, not forwards to OFF@domain or KEEP@domain."""
+    c = logged_in(adm)
+    c.ok('USER ADD fwd@example.test "fwd-pw-1234"')
+    for args in ["OFF KEEP", "x@example.org OFF", "KEEP x@example.org", "off keep",
+                 "x@example.org KEEP KEEP"]:
+        r = c.cmd("FORWARD fwd@example.test %s" % args)
+        assert r[:2] == ("ERR", "SYNTAX"), (args, r)
+    c.ok("FORWARD fwd@example.test x@example.org KEEP")
+    c.ok("FORWARD fwd@example.test OFF")
+
+
+def test_prelogin_idle_timeout_is_short(adm):
+    """An unauthenticated connection is not held for the logged-in idle time."""
+    c = Admin(adm.admin_port, timeout=60)
+    assert c.greeting[0] == "OK"
+    start = time.time()
+    r = c.reply()
+    took = time.time() - start
+    assert r[:2] == ("ERR", "TIMEOUT"), r
+    assert 25 <= took <= 40, took
 
 
 def test_config_set_secret_not_logged(adm):
