@@ -57,7 +57,6 @@
 #define EXIT_TEMPFAIL 75
 
 #define PASSWORD_MAX      1024 /* bytes of a password we accept */
-#define MAX_WALK_DEPTH    32   /* directory levels below a mailbox we look at or remove */
 #define SHOW_MAX          160  /* bytes of a command-line string echoed in a message */
 #define STORE_TARGETS_MAX 1000 /* as in the store: targets of one account */
 
@@ -279,42 +278,6 @@ static void fix_store_owner(struct ctx *c)
         free(p);
     }
 }
-
-struct usage {
-    uint64_t bytes;
-    uint64_t files;
-};
-
-/* Regular files whose names do not start with '.', in dfd and its subdirectories
- * (hidden directories are ours, not folders). Symbolic links are not followed. */
-static void walk_usage(int dfd, int depth, struct usage *u)
-{
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        close(dfd);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        struct stat sb;
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) continue;
-        if (S_ISREG(sb.st_mode)) {
-            u->bytes += (uint64_t)sb.st_size;
-            u->files++;
-        } else if (S_ISDIR(sb.st_mode) && depth < MAX_WALK_DEPTH) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) walk_usage(sub, depth + 1, u);
-        }
-    }
-    closedir(d);
-}
-
-/* Removes name (relative to parent_fd) and, if it is a directory, everything in it,
- * without following symbolic links. 0, or -1 with errno. */
-
-/* Removes the mailbox directory mail/<domain_dir>/<local>. 1 removed, 0 there was none,
- * -1 with errno. */
 
 /* ---- passwords ---- */
 
@@ -808,13 +771,11 @@ static int cmd_show(struct ctx *c, char **args, size_t nargs)
                 printf("none");
             printf("\nkeep-copy: %s\n", a->ntargets == 0 || a->keep_copy ? "yes" : "no");
             char *mbox = mailbox_path(c->cfg->mail_dir, a->domain_dir, a->localpart);
-            struct usage u = {0, 0};
-            /* The mailbox itself may be a link the administrator made (a mailbox moved
-             * to another disk); nothing below it is followed. */
-            int fd = open(mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0) walk_usage(fd, 0, &u);
-            printf("mailbox: %s%s\n", mbox, fd < 0 ? " (missing)" : "");
-            printf("size: %" PRIu64 " bytes\nmessages: %" PRIu64 "\n", u.bytes, u.files);
+            struct stat mst;
+            bool missing = stat(mbox, &mst) < 0 || !S_ISDIR(mst.st_mode);
+            uint64_t messages = 0, bytes = mailbox_usage(mbox, &messages);
+            printf("mailbox: %s%s\n", mbox, missing ? " (missing)" : "");
+            printf("size: %" PRIu64 " bytes\nmessages: %" PRIu64 "\n", bytes, messages);
             free(mbox);
         }
     }

@@ -144,7 +144,7 @@ void mailbox_list_free(struct mailbox_msg **msgs, size_t count)
     *msgs = NULL;
 }
 
-static uint64_t usage_at(int dfd, int depth)
+static uint64_t usage_at(int dfd, int depth, uint64_t *messages)
 {
     DIR *d = fdopendir(dfd);
     if (d == NULL) {
@@ -159,20 +159,25 @@ static uint64_t usage_at(int dfd, int depth)
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
         if (S_ISREG(st.st_mode) && is_message_name(de->d_name)) {
             total += (uint64_t)st.st_size;
+            (*messages)++;
         } else if (S_ISDIR(st.st_mode) && depth < MAILBOX_MAX_DEPTH) {
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) total += usage_at(sub, depth + 1);
+            if (sub >= 0) total += usage_at(sub, depth + 1, messages);
         }
     }
     closedir(d);
     return total;
 }
 
-uint64_t mailbox_usage(const char *dir)
+uint64_t mailbox_usage(const char *dir, uint64_t *messages_r)
 {
+    uint64_t ignored = 0, *messages = messages_r ? messages_r : &ignored;
+    *messages = 0;
+    /* the mailbox itself may be a link the administrator made (moved to another disk);
+     * nothing below it is followed */
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return 0;
-    return usage_at(fd, 0);
+    return usage_at(fd, 0, messages);
 }
 
 void mailbox_clean(const char *dir)

@@ -41,8 +41,9 @@ void mailbox_undeliver(const char *dir, const char *id);
  * mailbox). */
 int mailbox_list(const char *dir, struct mailbox_msg **msgs_r, size_t *count_r);
 void mailbox_list_free(struct mailbox_msg **msgs, size_t count);
-/* Bytes used by all messages in the mailbox and its folders; 0 for a missing one. */
-uint64_t mailbox_usage(const char *dir);
+/* Bytes used by all messages in the mailbox and its folders (what quotas count); 0 for a
+ * missing one. *messages_r (optional) is set to the number of messages. */
+uint64_t mailbox_usage(const char *dir, uint64_t *messages_r);
 /* Removes hidden work files (".*.part") whose last change (ctime) is more than 36 hours
  * old: left by a crash during a copy or an APPEND. */
 void mailbox_clean(const char *dir);

@@ -41,7 +41,6 @@
 #include "service.h"
 #include "xalloc.h"
 
-#define MAX_WALK_DEPTH    32
 #define STORE_TARGETS_MAX 1000
 
 extern char **environ;
@@ -230,29 +229,7 @@ static const char *type_name(const struct store_account *a)
     return a->ntargets > 0 ? "forward" : "user";
 }
 
-/* ---- files ---- */
-
-static void walk_usage(int dfd, int depth, uint64_t *bytes)
-{
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        close(dfd);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        struct stat sb;
-        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) continue;
-        if (S_ISREG(sb.st_mode)) {
-            *bytes += (uint64_t)sb.st_size;
-        } else if (S_ISDIR(sb.st_mode) && depth < MAX_WALK_DEPTH) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) walk_usage(sub, depth + 1, bytes);
-        }
-    }
-    closedir(d);
-}
+/* ---- passwords ---- */
 
 /* The hash of a new password given on the line; NULL after replying. */
 static char *new_password_hash(struct admin_session *s, const char *password)
@@ -426,8 +403,7 @@ static void user_show(struct admin_session *s, const char *arg)
         uint64_t used = 0;
         if (a->type == ACCOUNT_USER) {
             char *mbox = mailbox_path(service_config()->mail_dir, a->domain_dir, a->localpart);
-            int fd = open(mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0) walk_usage(fd, 0, &used);
+            used = mailbox_usage(mbox, NULL);
             free(mbox);
         }
         char *addr = xasprintf("%s@%s", a->localpart, a->domain);

@@ -78,7 +78,7 @@ enum deliver_result deliver_message(const struct deliver_request *req, struct sb
     for (size_t i = 0; i < nt; i++) {
         const struct resolved_mailbox *mb = targets[i].mb;
         if (mb->quota == 0) continue;
-        uint64_t used = mailbox_usage(mb->dir);
+        uint64_t used = mailbox_usage(mb->dir, NULL);
         if (used + size <= mb->quota) continue;
         if (req->nrcpts == 1 && nt == 1 && nr == 0) {
             sbuf_printf(reply, "552 5.2.2 <%s>: Mailbox full (quota exceeded)", mb->address);

@@ -116,7 +116,7 @@ static bool rcpt_quota_ok(struct smtp_session *s, const struct resolved *r, cons
             smtp_reply(s, "552 5.2.2 <%s>: Message is larger than the mailbox quota", addr);
             return false;
         }
-        uint64_t used = mailbox_usage(mb->dir);
+        uint64_t used = mailbox_usage(mb->dir, NULL);
         if (used >= mb->quota || used + s->declared_size > mb->quota) {
             log_line(LOG_SMTP, s->ip, "Mailbox %s is full (%" PRIu64 " of %" PRIu64 " bytes)",
                      mb->address, used, mb->quota);

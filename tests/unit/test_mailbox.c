@@ -400,11 +400,15 @@ static void test_usage(void **state)
     char *l3 = xasprintf("%s/Sent/loop", mb);
     assert_int_equal(symlink(mb, l3), 0);
 
-    assert_int_equal(mailbox_usage(mb), 1500);
+    uint64_t messages = 99;
+    assert_int_equal(mailbox_usage(mb, &messages), 1500);
+    assert_int_equal(messages, 5);
+    assert_int_equal(mailbox_usage(mb, NULL), 1500);
     char *missing = xasprintf("%s/none", dir);
-    assert_int_equal(mailbox_usage(missing), 0);
+    assert_int_equal(mailbox_usage(missing, &messages), 0);
+    assert_int_equal(messages, 0);
     /* the mailbox path itself being a link is the caller's business; a file is 0 */
-    assert_int_equal(mailbox_usage(bigf), 0);
+    assert_int_equal(mailbox_usage(bigf, NULL), 0);
 
     free(missing);
     free(l3);
@@ -433,7 +437,7 @@ static void test_usage_depth_bounded(void **state)
     char *m = xasprintf("%s/mb/f/x.eml", dir);
     write_size(m, 42);
     char *mb = xasprintf("%s/mb", dir);
-    assert_int_equal(mailbox_usage(mb), 42);
+    assert_int_equal(mailbox_usage(mb, NULL), 42);
     free(mb);
     free(m);
     free(p);
