@@ -435,11 +435,7 @@ static int cmd_domain_list(struct ctx *c, char **args, size_t nargs)
     struct admin_reply r;
     int code = request(c, req, 2, &r);
     if (code != 0 || c->json) goto done;
-    const struct json *d = json_get(r.json, "domains");
-    for (size_t i = 0; d != NULL && d->type == JSON_ARRAY && i < d->n; i++) {
-        print_scalar(d->items[i]);
-        fputc('\n', stdout);
-    }
+    admin_print_domain_list(stdout, r.json);
 done:
     admin_reply_clear(&r);
     return code;

@@ -1289,11 +1289,7 @@ static int r_domain_list(struct ctx *c, char **args, size_t nargs)
     struct admin_reply r;
     int code = remote_request(c, req, 2, &r);
     if (code != 0) return code;
-    const struct json *d = json_get(r.json, "domains");
-    for (size_t i = 0; d != NULL && d->type == JSON_ARRAY && i < d->n; i++) {
-        admin_fputs_safe(stdout, json_str(d->items[i], "?"));
-        fputc('\n', stdout);
-    }
+    admin_print_domain_list(stdout, r.json);
     admin_reply_clear(&r);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "admin_client.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
@@ -311,5 +312,24 @@ void admin_fputs_safe(FILE *f, const char *s)
             fprintf(f, "\\x%02x", *++p);
         else
             fputc(*p, f);
+    }
+}
+
+void admin_print_domain_list(FILE *f, const struct json *reply)
+{
+    const struct json *d = json_get(reply, "domains");
+    const struct json *types = json_get(reply, "types");
+    const struct json *accounts = json_get(reply, "accounts");
+    const struct json *catchalls = json_get(reply, "catchalls");
+    for (size_t i = 0; d != NULL && d->type == JSON_ARRAY && i < d->n; i++) {
+        const char *name = json_str(d->items[i], "?");
+        size_t len = strlen(name);
+        admin_fputs_safe(f, name);
+        fprintf(f, "%*s %6" PRId64 " ", len < 40 ? (int)(40 - len) : 0, "",
+                json_int(json_get(accounts, name), 0));
+        admin_fputs_safe(f, json_str(json_get(catchalls, name), "-"));
+        fputc(' ', f);
+        admin_fputs_safe(f, json_str(json_get(types, name), "local"));
+        fputc('\n', f);
     }
 }

@@ -273,6 +273,22 @@ static void cmd_domain(struct admin_session *s, char **args, size_t nargs)
             admin_json_string(&json, v[i]->name);
             sbuf_appends(&json, v[i]->type == DOMAIN_ETRN ? ":\"etrn\"" : ":\"local\"");
         }
+        sbuf_appends(&json, "},\"accounts\":{");
+        for (size_t i = 0; i < n; i++) {
+            if (i) sbuf_putc(&json, ',');
+            admin_json_string(&json, v[i]->name);
+            sbuf_printf(&json, ":%u", v[i]->accounts);
+        }
+        sbuf_appends(&json, "},\"catchalls\":{");
+        bool first = true;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i]->catchall == NULL) continue;
+            if (!first) sbuf_putc(&json, ',');
+            first = false;
+            admin_json_string(&json, v[i]->name);
+            sbuf_putc(&json, ':');
+            admin_json_string(&json, v[i]->catchall);
+        }
         sbuf_appends(&json, "}}");
         store_domain_list_free(&v, n);
         admin_reply_ok(s, &json);

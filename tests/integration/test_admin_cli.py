@@ -53,7 +53,7 @@ def last(fake):
 
 def test_login_and_quoting(fake):
     r = ok(fake, "domain", "list")
-    assert r.stdout == "example.test\n"
+    assert r.stdout.split() == ["example.test", "0", "-", "local"], r.stdout
     # the password has a space and a quote: sent as a quoted string
     assert fake.lines[0] == 'LOGIN admin@example.test "admin secret \\"1\\""'
     assert fake.lines[-1] == "QUIT"

@@ -156,5 +156,12 @@ def test_etrn_domain_through_the_admin_port(site):
     # the local tool sees the same type, and no mailbox directory was made for it
     line = [ln for ln in a.user("domain", "list").stdout.splitlines() if "queued.test" in ln]
     assert line and "etrn" in line[0], line
+    # and the remote tool prints what the local one does
+    admin(a, "catchall", "dialsite.test", "postmaster@" + DOMAIN)
+    r = subprocess.run(base + ["domain", "list"], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == a.user("domain", "list").stdout, r.stdout
+    assert admin(a, "domain", "list").stdout == r.stdout
     assert not (a.root / "mail" / "queued.test").exists()
     assert "DOMAIN ADD queued.test ETRN" in a.log("control")
