@@ -85,11 +85,13 @@ Alkaid is running (root: $ROOT)
   POP3S          127.0.0.1:$(port POP3 TLSPort)   (implicit TLS)
   IMAP           127.0.0.1:$(port IMAP Port)   (STARTTLS)
   IMAPS          127.0.0.1:$(port IMAP TLSPort)   (implicit TLS)
+  Admin port     127.0.0.1:$(port Control AdminPort)  (implicit TLS; the demo account is an administrator)
 
 Try it:
   swaks --server 127.0.0.1:$(port SMTP Port) --to $USER --from you@example.com
   curl -k --user '$USER:<password>' pop3s://127.0.0.1:$(port POP3 TLSPort)/1
   curl -k --user '$USER:<password>' 'imaps://127.0.0.1:$(port IMAP TLSPort)/INBOX;UID=1'
+  $BIN/alkaid-admin --port $(port Control AdminPort) --user $USER --ca $ROOT/config/tls/cert.pem top
 
 Logs are in $ROOT/log/, mail in $ROOT/mail/. Stop with: ./quickstart.sh stop
 MSG

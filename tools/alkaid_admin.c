@@ -874,11 +874,48 @@ done:
 
 /* ---- top ---- */
 
-static volatile sig_atomic_t top_stop;
+static volatile sig_atomic_t top_stop, top_suspend;
 
 static void top_signal(int sig)
 {
-    top_stop = sig;
+    if (sig == SIGTSTP)
+        top_suspend = 1;
+    else
+        top_stop = sig;
+}
+
+/* The terminal as top wants it: no line buffering, no echo, the cursor hidden. */
+static void top_raw(void)
+{
+    struct termios raw = saved_tio;
+    raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    raw.c_cc[VMIN] = 0;
+    raw.c_cc[VTIME] = 0;
+    tio_changed = 1;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+    fputs("\033[?25l", stdout);
+    fflush(stdout);
+}
+
+static void top_cooked(void)
+{
+    fputs("\033[?25h\r\n", stdout);
+    fflush(stdout);
+    restore_tty();
+}
+
+/* Ctrl-Z: the terminal is given back as it was, the process stops, and on fg top takes
+ * the terminal again. */
+static void top_do_suspend(void)
+{
+    top_suspend = 0;
+    bool raw = tio_changed;
+    if (raw) top_cooked();
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, mine;
+    sigaction(SIGTSTP, &dfl, &mine);
+    raise(SIGTSTP); /* stops here until SIGCONT */
+    sigaction(SIGTSTP, &mine, NULL);
+    if (raw && tcgetattr(STDIN_FILENO, &saved_tio) == 0) top_raw();
 }
 
 struct top_sample {
@@ -1019,18 +1056,11 @@ static int cmd_top(struct ctx *c, char **args, size_t nargs)
     bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) && !c->json;
     long count = c->o->count > 0 ? c->o->count : (tty ? -1 : 1);
     struct top_sample cur = {0}, prev = {0};
-    struct sigaction sa = {.sa_handler = top_signal}, old_int, old_term;
+    struct sigaction sa = {.sa_handler = top_signal}, old_int, old_term, old_tstp;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    if (tty && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
-        struct termios raw = saved_tio;
-        raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
-        raw.c_cc[VMIN] = 0;
-        raw.c_cc[VTIME] = 0;
-        tio_changed = 1;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
-        fputs("\033[?25l", stdout); /* hide the cursor */
-    }
+    sigaction(SIGTSTP, &sa, &old_tstp);
+    if (tty && tcgetattr(STDIN_FILENO, &saved_tio) == 0) top_raw();
     const char *host = json_str(json_get(admin_greeting(c->ac), "hostname"), c->o->host);
     int code = 0;
     for (long i = 0; (count < 0 || i < count) && !top_stop; i++) {
@@ -1054,6 +1084,10 @@ static int cmd_top(struct ctx *c, char **args, size_t nargs)
         int64_t until = conn_now_ms() + 1000;
         bool quit = false;
         while (!top_stop && !quit) {
+            if (top_suspend) {
+                top_do_suspend();
+                break; /* draw again at once */
+            }
             int64_t left = until - conn_now_ms();
             if (left <= 0) break;
             struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
@@ -1070,13 +1104,10 @@ static int cmd_top(struct ctx *c, char **args, size_t nargs)
     json_free(&cur.status);
     free(prev.text);
     free(cur.text);
-    if (tio_changed) {
-        fputs("\033[?25h\r\n", stdout);
-        fflush(stdout);
-        restore_tty();
-    }
+    if (tio_changed) top_cooked();
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGTSTP, &old_tstp, NULL);
     if (top_stop) {
         int sig = top_stop;
         admin_close(&c->ac);

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,9 @@ struct admin_client *admin_connect(const struct admin_options *o, int *exit_r, c
                                    size_t error_size)
 {
     *exit_r = ADMIN_EXIT_CONNECT;
+    /* a server that goes away mid-command is an error to report (and a terminal to
+     * restore in top), not a SIGPIPE that kills the client */
+    signal(SIGPIPE, SIG_IGN);
     const char *why = NULL;
     SSL_CTX *ctx = tls_admin_client_ctx_new(o->ca_file, &why);
     if (ctx == NULL) {

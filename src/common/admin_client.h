@@ -57,7 +57,7 @@ struct admin_client;
 
 /* Connects, starts TLS, verifies the certificate and reads the greeting. NULL with a
  * reason in error and an exit code (ADMIN_EXIT_CONNECT, or the greeting's -ERR) on
- * failure. */
+ * failure. Sets SIGPIPE to be ignored: it is meant for client programs. */
 struct admin_client *admin_connect(const struct admin_options *o, int *exit_r, char *error,
                                    size_t error_size);
 /* The greeting's JSON (an object, or NULL). */

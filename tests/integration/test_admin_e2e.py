@@ -165,3 +165,167 @@ def test_etrn_domain_through_the_admin_port(site):
     assert admin(a, "domain", "list").stdout == r.stdout
     assert not (a.root / "mail" / "queued.test").exists()
     assert "DOMAIN ADD queued.test ETRN" in a.log("control")
+
+
+# ---- top on a terminal -----------------------------------------------------------------
+
+def _top_on_pty(a):
+    """alkaid-admin top started on a new pseudo-terminal that is its controlling
+    terminal; returns (process, master fd, slave fd, terminal attributes before)."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    cmd = [str(BIN / "alkaid-admin"), "--host", "127.0.0.1", "--port", str(a.admin_port),
+           "--user", ADMIN, "--ca", str(a.root / "config" / "tls" / "cert.pem"), "top"]
+    env = dict(os.environ, ALKAID_ADMIN_PASSWORD=ADMIN_PW, TERM="xterm")
+
+    def child_setup():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env,
+                         preexec_fn=child_setup)
+    return p, master, slave, before
+
+
+def _read_pty(master, until, timeout=15.0):
+    import select
+    out = b""
+    end = time.time() + timeout
+    while time.time() < end and not until(out):
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def _close_pty(p, master, slave):
+    if p.poll() is None:
+        p.kill()
+        p.wait(10)
+    os.close(master)
+    os.close(slave)
+
+
+@pytest.mark.parametrize("key", [b"q", b"Q"])
+def test_top_on_a_terminal_refreshes_and_quits_on_q(site, key):
+    import termios
+    a = site
+    p, master, slave, before = _top_on_pty(a)
+    try:
+        # a frame a second: wait for the third, so rates (per second) are shown
+        out = _read_pty(master, lambda o: o.count(b"delivery held:") >= 3 and
+                        o.endswith(b"\n"))
+        assert out.count(b"Alkaid System Overview") >= 3, out
+        assert b"(q quits)" in out and b"\033[?25l" in out and b"\033[H\033[2J" in out
+        frame = out.rsplit(b"\033[H\033[2J", 1)[1].decode()
+        for word in ["smtpd", "pop3imapd", "controld", "running", "SMTP", "IMAP", "POP3",
+                     "Messages in", "Queue:"]:
+            assert word in frame, (word, frame)
+        # raw mode while it runs: no echo, no line buffering
+        during = termios.tcgetattr(slave)
+        assert not during[3] & (termios.ICANON | termios.ECHO)
+        # the admin session is one of the live ones it shows
+        admin_line = [ln for ln in frame.splitlines() if ln.startswith("admin")]
+        assert admin_line and admin_line[0].split()[1] != "0", frame
+        os.write(master, key)
+        assert p.wait(5) == 0
+        tail = _read_pty(master, lambda o: b"\033[?25h" in o, timeout=3)
+        assert b"\033[?25h" in tail, tail   # the cursor is shown again
+        after = termios.tcgetattr(slave)
+        assert after[3] == before[3], "local modes not restored"
+        assert after[6] == before[6], "control characters not restored"
+    finally:
+        _close_pty(p, master, slave)
+
+
+def test_top_interrupted_or_server_gone_restores_the_terminal(site):
+    import termios
+    a = site
+    # Ctrl-C: the terminal's interrupt character, sent through the pty
+    p, master, slave, before = _top_on_pty(a)
+    try:
+        _read_pty(master, lambda o: b"Alkaid System Overview" in o)
+        os.write(master, b"\x03")
+        rc = p.wait(5)
+        assert rc == -2, rc   # it dies of SIGINT, as a well-behaved tool does
+        assert termios.tcgetattr(slave)[3] == before[3]
+    finally:
+        _close_pty(p, master, slave)
+    # the server goes away while top runs: an error, exit 75, the terminal restored
+    p, master, slave, before = _top_on_pty(a)
+    try:
+        _read_pty(master, lambda o: b"Alkaid System Overview" in o)
+        a.stop("controld")
+        rc = p.wait(10)
+        assert rc == 75, rc
+        out = _read_pty(master, lambda o: b"alkaid-admin:" in o, timeout=3)
+        assert b"alkaid-admin:" in out, out
+        assert termios.tcgetattr(slave)[3] == before[3]
+    finally:
+        _close_pty(p, master, slave)
+
+
+def test_top_suspended_with_ctrl_z_gives_the_terminal_back(site):
+    """Under an interactive shell with job control: ^Z stops top with the terminal in
+    its normal modes (the shell's stty sees icanon and echo), fg resumes the display,
+    and q ends it with the terminal as it was."""
+    import pty
+    import select
+    a = site
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: an interactive bash on the new terminal
+        os.environ.update(PS1="PROMPT$ ", TERM="xterm", ALKAID_ADMIN_PASSWORD=ADMIN_PW)
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+
+    buf = [b""]
+
+    def wait_for(pred, timeout=10.0):
+        end = time.time() + timeout
+        while time.time() < end and not pred(buf[0]):
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    buf[0] += os.read(fd, 65536)
+                except OSError:
+                    break
+        ok = pred(buf[0])
+        seen, buf[0] = buf[0], b""
+        assert ok, seen[-2000:]
+        return seen
+
+    modes = (b"echo \"M=[$(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?\\(icanon\\|echo\\)'"
+             b" | tr '\\n' ' ')]\"\n")
+    normal = b"M=[icanon echo ]"
+    try:
+        wait_for(lambda o: o.rstrip().endswith(b"PROMPT$"))
+        cmd = "%s --host 127.0.0.1 --port %d --user %s --ca %s top\n" % (
+            BIN / "alkaid-admin", a.admin_port, ADMIN, a.root / "config" / "tls" / "cert.pem")
+        os.write(fd, cmd.encode())
+        wait_for(lambda o: o.count(b"delivery held:") >= 2)
+        os.write(fd, b"\x1a")
+        wait_for(lambda o: b"Stopped" in o and o.rstrip().endswith(b"PROMPT$"))
+        os.write(fd, modes)
+        wait_for(lambda o: normal in o)
+        os.write(fd, b"fg\n")
+        wait_for(lambda o: o.count(b"delivery held:") >= 2)
+        os.write(fd, b"q")
+        wait_for(lambda o: b"\033[?25h" in o and o.rstrip().endswith(b"PROMPT$"))
+        os.write(fd, modes)
+        wait_for(lambda o: normal in o)
+        os.write(fd, b"exit\n")
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
