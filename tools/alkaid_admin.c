@@ -858,7 +858,7 @@ static int cmd_restart(struct ctx *c, char **args, size_t nargs)
 
 static int cmd_log(struct ctx *c, char **args, size_t nargs)
 {
-    const char *req[] = {"LOG", args[0], nargs > 1 ? args[1] : NULL};
+    const char *req[] = {"LOG", args[0], nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL};
     struct admin_reply r;
     int code = request(c, req, 1 + nargs, &r);
     if (code != 0 || c->json) goto done;
@@ -1146,7 +1146,7 @@ static const struct command commands[] = {
     {"status", NULL, 0, 0, 0, cmd_status, "status"},
     {"reload", NULL, 0, 1, 0, cmd_reload, "reload [SERVICE]"},
     {"restart", NULL, 1, 1, 0, cmd_restart, "restart SERVICE"},
-    {"log", NULL, 1, 2, 0, cmd_log, "log CHANNEL [LINES]"},
+    {"log", NULL, 1, 3, 0, cmd_log, "log CHANNEL [LINES [YYYYMMDD]]"},
     {"top", NULL, 0, 0, OPT_COUNT, cmd_top, "top [--count N]"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

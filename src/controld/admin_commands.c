@@ -1159,7 +1159,7 @@ static void cmd_log(struct admin_session *s, char **args, size_t nargs)
     for (size_t i = 0; nargs >= 2 && i < sizeof(channels) / sizeof(channels[0]); i++)
         if (strcasecmp(args[1], channels[i]) == 0) channel = channels[i];
     long want = ADMIN_LOG_LINES;
-    if (nargs == 3) {
+    if (nargs >= 3) {
         char *end;
         errno = 0;
         want = strtol(args[2], &end, 10);
@@ -1169,22 +1169,36 @@ static void cmd_log(struct admin_session *s, char **args, size_t nargs)
             return;
         }
     }
-    if (channel == NULL || nargs > 3) {
-        admin_reply_err(s, "SYNTAX", "LOG smtp|pop3|imap|control|error [lines]");
+    /* an earlier day's file: YYYYMMDD, digits only (it becomes part of a path) */
+    bool day_ok = nargs < 4 || strlen(args[3]) == 8;
+    for (size_t i = 0; nargs >= 4 && day_ok && i < 8; i++)
+        if (args[3][i] < '0' || args[3][i] > '9') day_ok = false;
+    if (channel == NULL || nargs > 4 || !day_ok) {
+        admin_reply_err(s, "SYNTAX", "LOG smtp|pop3|imap|control|error [lines [YYYYMMDD]]");
         return;
     }
     log_flush();
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
     char day[16];
-    strftime(day, sizeof(day), "%Y%m%d", &tm);
+    if (nargs >= 4) {
+        memcpy(day, args[3], 9);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(day, sizeof(day), "%Y%m%d", &tm);
+    }
     char *path = xasprintf("%s/%s/%s.log", service_config()->log_dir, channel, day);
     struct sbuf json = SBUF_INIT(SBUF_NO_MAX);
     sbuf_appends(&json, "{\"channel\":");
     admin_json_string(&json, channel);
-    sbuf_appends(&json, ",\"lines\":[");
+    sbuf_printf(&json, ",\"day\":\"%s\",\"lines\":[", day);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT && nargs >= 4) {
+        admin_reply_err(s, "NOTFOUND", "no %s log for %s", channel, day);
+        sbuf_free(&json);
+        free(path);
+        return;
+    }
     struct stat sb;
     if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0) {
         /* a log line is at most LOG_MAX_ACTION plus its prefix: the tail holds them */

@@ -114,6 +114,11 @@ def test_queue_status_reload_log_end_to_end(site):
     log = admin(a, "log", "control", "50").stdout
     assert ADMIN in log and "QUEUE DELETE" in log.upper()
     assert ADMIN_PW not in log
+    today = time.strftime("%Y%m%d")
+    day_log = admin(a, "log", "control", "50", today).stdout
+    assert "QUEUE DELETE" in day_log.upper() and ADMIN_PW not in day_log
+    r = admin(a, "log", "control", "5", "19990101", check=False)
+    assert r.returncode == 1 and "NOTFOUND" in r.stderr, (r.returncode, r.stderr)
     snap = admin(a, "top", "--count", "1").stdout
     assert "smtpd" in snap and "Queue" in snap
 

@@ -444,6 +444,17 @@ def test_status_reload_and_log(adm):
     assert c.cmd("LOG smtp 0")[:2] == ("ERR", "SYNTAX")
     assert c.cmd("LOG smtp 5001")[:2] == ("ERR", "SYNTAX")
     assert "%s: RELOAD smtpd" % ADMIN in control_log(adm)
+    # an earlier day's file
+    old_day = adm.root / "log" / "smtp" / "20260101.log"
+    old_day.parent.mkdir(parents=True, exist_ok=True)
+    old_day.write_text("".join("[1.2.3.4] [1] [2026-01-01] line %d\n" % i for i in range(10)))
+    got = c.ok("LOG smtp 3 20260101")
+    assert got["day"] == "20260101"
+    assert got["lines"] == ["[1.2.3.4] [1] [2026-01-01] line %d" % i for i in (7, 8, 9)]
+    assert c.cmd("LOG smtp 3 20250101")[:2] == ("ERR", "NOTFOUND")
+    for bad in ["../x", "2026010", "202601011", "2026-01-01", "/etc/pas"]:
+        assert c.cmd("LOG smtp 3 %s" % bad)[:2] == ("ERR", "SYNTAX"), bad
+    assert c.cmd("LOG smtp 3 20260101 more")[:2] == ("ERR", "SYNTAX")
 
 
 def test_restart_service(adm):
