@@ -132,6 +132,23 @@ def test_wrong_password_and_non_admin(site):
     assert r.returncode == 3 and "alkaid-admin:" in r.stderr, (r.returncode, r.stderr)
 
 
+def test_lockout_through_alkaid_admin(alkaid_root):
+    """Wrong passwords through the real client: slowed, then the address is locked out
+    and even the right password is refused (exit 3, LOCKED) until the lock expires."""
+    a = alkaid_root
+    a.set("Security", "AuthFailDelayAfter", "2")
+    a.set("Security", "AuthFailLockAfter", "3")
+    a.set("Security", "AuthFailLockTime", "60")
+    a.user("add", ADMIN, "--password", ADMIN_PW, "--admin")
+    a.start("controld")
+    for i in range(3):
+        r = admin(a, "status", password="wrong-%d" % i, check=False)
+        assert r.returncode == 3 and "AUTH" in r.stderr, (r.returncode, r.stderr)
+    r = admin(a, "status", check=False)
+    assert r.returncode == 3 and "LOCKED" in r.stderr, (r.returncode, r.stderr)
+    assert "locked out" in a.log("control")
+
+
 def test_user_remote_mode(site):
     a = site
     base = [str(BIN / "alkaid-user"), "--remote", "127.0.0.1:%d" % a.admin_port,
