@@ -358,8 +358,9 @@ void admin_status(struct sbuf *json)
     server_get_stats(port->server, &st);
     sbuf_printf(json,
                 ",\"admin\":{\"port\":%d,\"sessions\":%u,\"sessions_total\":%" PRIu64
-                ",\"logins_ok\":%" PRIu64 ",\"logins_failed\":%" PRIu64 "}",
-                port->port, st.active, st.total,
+                ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"logins_ok\":%" PRIu64
+                ",\"logins_failed\":%" PRIu64 "}",
+                port->port, st.active, st.total, st.bytes_in, st.bytes_out,
                 __atomic_load_n(&port->logins_ok, __ATOMIC_RELAXED),
                 __atomic_load_n(&port->logins_failed, __ATOMIC_RELAXED));
 }

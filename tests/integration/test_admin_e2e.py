@@ -258,6 +258,7 @@ def test_top_on_a_terminal_refreshes_and_quits_on_q(site, key):
         # the admin session is one of the live ones it shows
         admin_line = [ln for ln in frame.splitlines() if ln.startswith("admin")]
         assert admin_line and admin_line[0].split()[1] != "0", frame
+        assert admin_line[0].split()[2] != "-", frame   # its bytes are counted too
         os.write(master, key)
         assert p.wait(5) == 0
         tail = _read_pty(master, lambda o: b"\033[?25h" in o, timeout=3)

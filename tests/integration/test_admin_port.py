@@ -430,6 +430,9 @@ def test_status_reload_and_log(adm):
     assert st["pop3imapd"] == {"running": False}
     assert st["controld"]["service"] == "controld"
     assert st["controld"]["admin"]["sessions"] == 1
+    # the admin port counts its traffic: at least the LOGIN line and the replies so far
+    assert st["controld"]["admin"]["bytes_in"] >= len("LOGIN %s " % ADMIN)
+    assert st["controld"]["admin"]["bytes_out"] > 100
     r = c.ok("RELOAD")["reload"]
     assert r["smtpd"] == "OK reloaded" and r["controld"] == "OK reloaded"
     assert r["pop3imapd"].startswith("ERR")
