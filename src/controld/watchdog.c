@@ -8,6 +8,10 @@
  * DOWN. The ctl thread only reads the state (STATUS) or sets a flag (RESTART), under the
  * same lock; pings run outside it, so a hung child never holds up STATUS for long.
  *
+ * A service found already running on the root (its pid file locked: a supervisor before
+ * us was killed, or it was started by hand) is adopted: pinged and restarted like a
+ * child, its end seen as the pid file's lock going away.
+ *
  * Without --supervise the same thread watches the pid files and ctl sockets of services
  * some other manager runs, and runs [Control] WatchdogRestart for one that hangs or died.
  *
@@ -69,6 +73,7 @@ struct child {
     bool killed;      /* STOPPING: SIGKILL sent */
     bool restart_now; /* RESTART asked for: no back-off */
     bool ever_started;
+    bool adopted; /* supervised, but found running (not our child): watched by pid file */
 };
 
 struct helper {
@@ -185,6 +190,47 @@ static int start_child(struct child *c, long long now)
     return 0;
 }
 
+/* The pid of the process holding run/<name>.pid's lock, 0 if none. */
+static pid_t pidfile_owner(const char *name)
+{
+    char *pidfile = xasprintf("%s/%s.pid", service_config()->run_dir, name);
+    long owner = platform_pidfile_owner(pidfile);
+    free(pidfile);
+    return owner > 0 ? (pid_t)owner : 0;
+}
+
+/* A service already running on the root (left by a supervisor that was killed, or
+ * started by hand) is supervised where it is instead of being started a second time,
+ * which would only fail. true if c was adopted. */
+static bool adopt_child(struct child *c, long long now)
+{
+    pid_t owner = pidfile_owner(c->name);
+    if (owner == 0) return false;
+    c->pid = owner;
+    c->adopted = true;
+    c->state = CHILD_RUNNING;
+    c->started_ms = now;
+    c->next_ping_ms = now + (long long)service_config()->watchdog_interval * 1000;
+    c->failures = 0;
+    c->answered = false;
+    c->killed = false;
+    c->ever_started = true;
+    log_line(LOG_CONTROL, NULL, "Watchdog: alkaid-%s is already running (pid %ld): supervising it",
+             c->name, (long)owner);
+    return true;
+}
+
+/* Whether child c has ended; *status_r is its wait status, or -1 for an adopted process
+ * (not our child: its end is seen as its pid file's lock going away). */
+static bool child_gone(struct child *c, int *status_r)
+{
+    if (c->adopted) {
+        *status_r = -1;
+        return pidfile_owner(c->name) != c->pid;
+    }
+    return waitpid(c->pid, status_r, WNOHANG) == c->pid;
+}
+
 static void begin_stop(struct child *c, long long now)
 {
     kill(c->pid, SIGTERM);
@@ -197,7 +243,11 @@ static void begin_stop(struct child *c, long long now)
 static void child_exited(struct child *c, int status, long long now)
 {
     char how[128];
-    describe_status(status, how, sizeof(how));
+    if (status == -1)
+        snprintf(how, sizeof(how), "ended");
+    else
+        describe_status(status, how, sizeof(how));
+    c->adopted = false;
     bool asked = c->restart_now;
     if (c->state == CHILD_STOPPING)
         log_line(LOG_CONTROL, NULL, "Watchdog: alkaid-%s (pid %ld) %s", c->name, (long)c->pid, how);
@@ -257,8 +307,7 @@ static void tick_supervised(struct child *c, long long now)
     const struct alkaid_config *cfg = service_config();
     if (c->state != CHILD_DOWN) {
         int status;
-        pid_t r = waitpid(c->pid, &status, WNOHANG);
-        if (r == c->pid) child_exited(c, status, now);
+        if (child_gone(c, &status)) child_exited(c, status, now);
     }
     switch (c->state) {
     case CHILD_DOWN:
@@ -266,7 +315,7 @@ static void tick_supervised(struct child *c, long long now)
             c->restart_now = false;
             c->next_start_ms = now;
         }
-        if (now >= c->next_start_ms && start_child(c, now) < 0) {
+        if (now >= c->next_start_ms && !adopt_child(c, now) && start_child(c, now) < 0) {
             c->backoff_ms = c->backoff_ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : c->backoff_ms;
             c->next_start_ms = now + c->backoff_ms;
             c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
@@ -494,9 +543,13 @@ static void stop_children(void)
             struct child *c = &children[i];
             if (c->state == CHILD_DOWN) continue;
             int status;
-            if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
+            if (child_gone(c, &status)) {
                 char how[128];
-                describe_status(status, how, sizeof(how));
+                if (status == -1)
+                    snprintf(how, sizeof(how), "ended");
+                else
+                    describe_status(status, how, sizeof(how));
+                c->adopted = false;
                 log_line(LOG_CONTROL, NULL, "Watchdog: alkaid-%s (pid %ld) %s", c->name,
                          (long)c->pid, how);
                 c->state = CHILD_DOWN;
@@ -546,7 +599,7 @@ int watchdog_start(const struct alkaid_config *cfg, const char **error_r)
         }
         long long now = now_ms();
         for (size_t i = 0; i < NCHILDREN; i++) {
-            if (start_child(&children[i], now) < 0) {
+            if (!adopt_child(&children[i], now) && start_child(&children[i], now) < 0) {
                 snprintf(err, sizeof(err), "--supervise: cannot start %s/alkaid-%s: %s", bindir,
                          children[i].name, strerror(errno));
                 *error_r = err;

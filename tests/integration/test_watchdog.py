@@ -237,3 +237,38 @@ def test_unsupervised_runs_watchdog_restart(root):
     r = ctl(root, "controld", "RESTART smtpd")
     assert r.returncode == 0 and r.stdout.startswith("OK running '"), r.stdout
     stop_controld(root)
+
+
+def test_supervisor_killed_then_restarted_adopts_running_services(root):
+    """kill -9 of controld --supervise leaves smtpd and pop3imapd serving mail. A new
+    supervisor takes them over where they are (same pids, no second copy that could only
+    fail to start, no restart loop), and restarts one that dies afterwards; STOP stops
+    them all."""
+    a = root
+    old_controld = supervise(a)
+    pids = {s: child_pid(a, s) for s in SERVICES}
+    os.kill(old_controld, signal.SIGKILL)
+    assert wait_gone(old_controld, 10)
+    for s in SERVICES:
+        assert pid_alive(pids[s]), s
+    assert port_open(a.smtp_port)
+    r = start_bg(a, "controld", "--supervise")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    time.sleep(3)
+    w = watched(a)["services"]
+    for s in SERVICES:
+        assert w[s]["pid"] == pids[s] and w[s]["running"], w
+        assert w[s]["restarts"] == 0, w
+    log = a.log("control")
+    for s in SERVICES:
+        assert "alkaid-%s is already running (pid %d): supervising it" % (s, pids[s]) in log
+    assert "exited with status" not in log, log
+    # the adopted smtpd dies: it is started again, now as a child of the new supervisor
+    os.kill(pids["smtpd"], signal.SIGKILL)
+    new = wait_new_pid(a, "smtpd", pids["smtpd"])
+    wait_port(a.smtp_port, timeout=20)
+    assert ppid(new) == read_pid(a, "controld")
+    assert "alkaid-smtpd (pid %d) ended" % pids["smtpd"] in a.log("control")
+    # STOP stops the adopted pop3imapd too
+    ctl(a, "controld", "STOP")
+    assert wait_gone(pids["pop3imapd"], 20) and wait_gone(new, 20)
