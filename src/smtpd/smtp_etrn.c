@@ -88,7 +88,7 @@ void smtp_cmd_etrn(struct smtp_session *s, const char *arg)
         return;
     }
     if (!known) {
-        smtp_reply(s, "458 5.1.2 Unable to queue messages for node %s: not an ETRN domain here",
+        smtp_reply(s, "458 4.1.2 Unable to queue messages for node %s: not an ETRN domain here",
                    arg);
         return;
     }
