@@ -90,6 +90,12 @@ def test_config_change_takes_effect_in_running_smtpd(site):
     r = admin(a, "config", "set", "SMTP", "Port", "99999", check=False)
     assert r.returncode == 1 and "[SMTP] Port" in r.stderr, r.stderr
     assert "Port=99999" not in (a.root / "config" / "alkaid.ini").read_text()
+    # files and programs are set on the machine only; secrets are not shown back
+    r = admin(a, "config", "set", "Directories", "Mail", "/tmp/elsewhere", check=False)
+    assert r.returncode == 1 and "DENIED" in r.stderr and "[Directories] Mail" in r.stderr
+    admin(a, "config", "set", "SMTP", "SmarthostPassword", "pw-not-shown-1")
+    out = admin(a, "config", "get", "SMTP", "SmarthostPassword").stdout
+    assert "****" in out and "pw-not-shown-1" not in out, out
 
 
 def test_queue_status_reload_log_end_to_end(site):
