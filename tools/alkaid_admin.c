@@ -389,7 +389,10 @@ static int cmd_config_get(struct ctx *c, char **args, size_t nargs)
         out(value);
         if (def != NULL && strcmp(def, value) != 0) {
             fputs("   (default: ", stdout);
-            out(def);
+            if (*def)
+                out(def);
+            else
+                fputs("empty", stdout);
             fputc(')', stdout);
         }
         fputc('\n', stdout);

@@ -1047,6 +1047,15 @@ int admin_restart_service(const struct alkaid_config *cfg, const char *service, 
         watchdog_command("RESTART", service, &wd) == 0 && strncmp(sbuf_cstr(&wd), "OK", 2) == 0;
     sbuf_free(&wd);
     if (done) return 0;
+    /* Under systemd a service started from here would live in controld's unit (and die
+     * with it) while systemd thinks its own unit stopped: the service manager must do it. */
+    if (getenv("INVOCATION_ID") != NULL) {
+        snprintf(err, err_size,
+                 "the services run under systemd: set [Control] WatchdogRestart in %s (e.g. "
+                 "systemctl restart alkaid-%%s, docs/systemd.md) so that systemd restarts %s",
+                 cfg->ini_path, service);
+        return -1;
+    }
     /* Otherwise: stop it over ctl, wait for its pid file lock to go, and start its
      * binary again, which goes to the background itself. */
     char *pidfile = xasprintf("%s/%s.pid", cfg->run_dir, service);

@@ -26,6 +26,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("ALKAID_BIN", REPO / "build" / "bin"))
+# The daemons started here are not systemd units, even when the test run itself is one
+# (controld refuses to restart services by itself under systemd).
+os.environ.pop("INVOCATION_ID", None)
 
 DOMAIN = "example.test"
 USERS = {"alice@example.test": "alice-secret-1", "bob@example.test": "bob-secret-2"}

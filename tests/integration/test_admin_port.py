@@ -12,6 +12,7 @@ quoting, control characters, empty quoted arguments, UTF-8 in JSON); and the con
 naming the administrator without any password.
 """
 import json
+import os
 import smtplib
 import socket
 import subprocess
@@ -483,6 +484,27 @@ def test_restart_service(adm):
         end = time.time() + 15
         while (adm.root / "run" / "smtpd.pid").exists() and time.time() < end:
             time.sleep(0.1)
+
+
+def test_restart_under_systemd_needs_the_service_manager(alkaid_root):
+    """Under systemd (INVOCATION_ID in controld's environment) and without
+    [Control] WatchdogRestart, RESTART is refused naming the key, and the service is left
+    running: started by controld it would live outside its own unit."""
+    a = alkaid_root
+    add_admin(a)
+    a.start("smtpd")
+    old = json.loads(a.ctl("smtpd", "STATUS").stdout)["pid"]
+    os.environ["INVOCATION_ID"] = "0123456789abcdef0123456789abcdef"
+    try:
+        a.start("controld")
+    finally:
+        os.environ.pop("INVOCATION_ID", None)
+    c = connect(a)
+    c.login()
+    r = c.cmd("RESTART smtpd")
+    assert r[:2] == ("ERR", "UNAVAILABLE"), r
+    assert "[Control] WatchdogRestart" in r[2] and "systemd" in r[2], r
+    assert json.loads(a.ctl("smtpd", "STATUS").stdout)["pid"] == old
 
 
 def test_status_json_escaping_and_utf8(adm):
