@@ -141,8 +141,24 @@ static int run_command(const char *what, const char *line, int timeout)
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    /* not controld's blocked SIGTERM/SIGINT/SIGHUP nor its ignored SIGPIPE: the program
+     * (and a pppd it leaves running) must die of the SIGTERM below, or of poff's */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, deflt;
+    sigemptyset(&none);
+    sigemptyset(&deflt);
+    sigaddset(&deflt, SIGPIPE);
+    sigaddset(&deflt, SIGTERM);
+    sigaddset(&deflt, SIGINT);
+    sigaddset(&deflt, SIGHUP);
+    sigaddset(&deflt, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &deflt);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int err = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    int err = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (err != 0) {
         log_error(LOG_CONTROL, NULL, "Dial-up: cannot run the %s program %s: %s", what, argv[0],
@@ -161,7 +177,14 @@ static int run_command(const char *what, const char *line, int timeout)
             break;
         }
         long long now = now_s();
-        if (now >= deadline && !killed) {
+        if (!killed && __atomic_load_n(&d.stopping, __ATOMIC_ACQUIRE)) {
+            /* controld is stopping: it does not wait ConnectTimeout for the program */
+            log_error(LOG_CONTROL, NULL, "Dial-up: stopping the %s program %s (controld stops)",
+                      what, argv[0]);
+            kill(pid, SIGTERM);
+            killed = true;
+            deadline = now + DIALUP_KILL_GRACE;
+        } else if (now >= deadline && !killed) {
             log_error(LOG_CONTROL, NULL,
                       "Dial-up: the %s program %s takes longer than %d s; "
                       "stopping it",
@@ -265,7 +288,6 @@ static void send_etrn(const struct alkaid_config *cfg)
     }
     const char *error = NULL;
     SSL_CTX *tls = tls_client_ctx_new(cfg->queue.ca_file, &error);
-    static const bool no_interrupt = false;
     struct smtp_client_options opts = {
         .helo_name = cfg->queue.helo_name[0] ? cfg->queue.helo_name : cfg->hostname,
         .tls = tls ? TLS_MODE_MAY : TLS_MODE_NONE,
@@ -273,7 +295,7 @@ static void send_etrn(const struct alkaid_config *cfg)
         .connect_timeout_ms = cfg->queue.connect_timeout * 1000,
         .command_timeout_ms = cfg->queue.command_timeout * 1000,
         .data_timeout_ms = cfg->queue.data_timeout * 1000,
-        .interrupt = &no_interrupt,
+        .interrupt = &d.stopping, /* a stop does not wait for a silent server */
     };
     struct smtp_client *c = NULL;
     struct smtp_result res;
@@ -474,7 +496,7 @@ void dialup_stop(void)
 {
     if (!d.started) return;
     pthread_mutex_lock(&d.lock);
-    d.stopping = true;
+    __atomic_store_n(&d.stopping, true, __ATOMIC_RELEASE); /* also read without the lock */
     pthread_cond_broadcast(&d.wake);
     pthread_mutex_unlock(&d.lock);
     pthread_join(d.thread, NULL);

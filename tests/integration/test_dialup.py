@@ -325,3 +325,78 @@ def test_etrn_between_two_instances(isp, tmp_path, dns_server):
         assert "ETRN example-dial.test" in b.log("smtp")
     finally:
         a.stop_all()
+
+
+# ---- programs and servers that misbehave ------------------------------------------------
+
+def write_script(path, body):
+    path.write_text("import os, signal, sys, time\n" + body)
+    return "%s %s" % (sys.executable, path)
+
+
+def test_connect_program_runs_with_default_signals(alkaid_root, dns_server, tmp_path):
+    """A Connect program that hangs gets SIGTERM after ConnectTimeout, as documented: it
+    must not inherit controld's blocked SIGTERM/SIGINT/SIGHUP, or it can only be
+    SIGKILLed, and a pppd it starts could not be stopped by poff."""
+    a = alkaid_root
+    line = Line(tmp_path)
+    seen = tmp_path / "signals"
+    connect = write_script(tmp_path / "connect.py",
+                           "with open(%r, 'w') as f:\n"
+                           "    f.write(open('/proc/self/status').read())\n"
+                           "time.sleep(60)\n" % str(seen))
+    setup_dialup(a, line, dns_server, {("DialUp", "Connect"): connect,
+                                       ("DialUp", "ConnectTimeout"): "1"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(lambda: status(a, "controld")["dialup"]["failures"] >= 1, 15,
+             what="the Connect program timed out")
+    fields = dict(x.split(":", 1) for x in seen.read_text().splitlines() if ":" in x)
+    blocked = int(fields["SigBlk"].strip(), 16)
+    assert blocked == 0, "Connect runs with signals blocked: %x" % blocked
+    log = a.log("error")
+    assert "was killed by signal 15" in log, log[-2000:]
+
+
+def test_stop_not_held_up_by_a_hanging_connect(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    started = tmp_path / "started"
+    connect = write_script(tmp_path / "connect.py",
+                           "open(%r, 'w').close()\ntime.sleep(300)\n" % str(started))
+    setup_dialup(a, line, dns_server, {("DialUp", "Connect"): connect,
+                                       ("DialUp", "ConnectTimeout"): "1h"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(started.exists, 10, what="Connect running")
+    t0 = time.time()
+    assert a.stop("controld", timeout=60) == 0
+    assert time.time() - t0 < 10, "controld waited %.0f s for Connect" % (time.time() - t0)
+
+
+def test_stop_not_held_up_by_a_silent_etrn_server(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # connections complete in the backlog; nothing is ever said
+    try:
+        setup_dialup(a, line, dns_server, {
+            ("DialUp", "ETRNServer"): "127.0.0.1:%d" % silent.getsockname()[1],
+            ("DialUp", "ETRNDomains"): "example-dial.test",
+            ("DialUp", "IdleHangup"): "1h",
+            ("Queue", "CommandTimeout"): "120"})
+        a.start("smtpd")
+        a.start("controld")
+        assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+        wait_for(lambda: status(a, "controld")["dialup"]["state"] == "up", 10, what="line up")
+        silent.settimeout(10)
+        conn, _ = silent.accept()  # controld's ETRN session, waiting for a greeting
+        t0 = time.time()
+        assert a.stop("controld", timeout=150) == 0
+        assert time.time() - t0 < 10, "controld waited %.0f s for ETRN" % (time.time() - t0)
+        conn.close()
+    finally:
+        silent.close()
