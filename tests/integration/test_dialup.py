@@ -400,3 +400,40 @@ def test_stop_not_held_up_by_a_silent_etrn_server(alkaid_root, dns_server, tmp_p
         conn.close()
     finally:
         silent.close()
+
+
+def test_repeated_etrn_does_not_pile_up_in_memory(isp):
+    """ETRN appends the request to each matching message's list until a worker takes it;
+    while the queue is held (or the workers are busy) a client repeating the same ETRN
+    must not make that list, and smtpd's memory, grow without end."""
+    b = isp
+    long_domain = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 50, "test"])
+    b.user("domain", "add", long_domain, "--etrn")
+    assert b.ctl("smtpd", "HOLD").returncode == 0
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", b.smtp_port, timeout=30) as s:
+        for i in range(10):
+            assert s.sendmail(ALICE, ["u%d@%s" % (i, long_domain)],
+                              b"Subject: kept\r\n\r\nHi.\r\n") == {}
+    pid = int((b.root / "run" / "smtpd.pid").read_text().split()[0])
+
+    def rss_kb():
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    sock, cmd = etrn_session(b)
+    cmd("EHLO client.test")
+    assert cmd("ETRN @" + long_domain)[0] == 250
+    before = rss_kb()
+    n = 4000
+    f = sock.makefile("rb")
+    request = ("ETRN @%s\r\n" % long_domain).encode()
+    for _ in range(n // 100):
+        sock.sendall(request * 100)
+        for _ in range(100):
+            assert f.readline().startswith(b"250 ")
+    sock.close()
+    grown = rss_kb() - before
+    # 10 messages x 4000 requests x 245 octets would be 9.8 MB
+    assert grown < 3000, "smtpd grew by %d kB for %d identical ETRNs" % (grown, n)
