@@ -187,6 +187,16 @@ def test_error_codes(fake, code, exit):
     assert r.stdout == ""
 
 
+def test_error_code_with_escapes_is_printed_escaped(fake):
+    """The -ERR code is the server's text too: "(server: -ERR CODE)" must not pass a
+    terminal escape through (docs/admin.md: control characters are printed escaped)."""
+    fake.force["DOMAIN ADD"] = "-ERR \x1b[2J\x1b]0;x\x07 the server's words"
+    r = admin(fake, "domain", "add", "x.test")
+    assert r.returncode == 1, r.stderr
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
+    assert "(server: -ERR \\x1b[2J\\x1b]0;x\\x07)" in r.stderr, repr(r.stderr)
+
+
 def test_locked(fake):
     fake.force["LOGIN"] = "-ERR LOCKED too many failures; try later"
     r = admin(fake, "domain", "list")
