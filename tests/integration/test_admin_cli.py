@@ -240,6 +240,19 @@ def test_tls_verification(fake, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_ca_file_that_cannot_be_read(fake, tmp_path):
+    missing = tmp_path / "no-such-cert.pem"
+    r = admin(fake, "domain", "list", tls=["--ca", str(missing)])
+    assert r.returncode == 69, r.stderr
+    assert str(missing) in r.stderr and "No such file or directory" in r.stderr, r.stderr
+    assert fake.lines == []
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    r = admin(fake, "domain", "list", tls=["--ca", str(garbage)])
+    assert r.returncode == 69 and str(garbage) in r.stderr, r.stderr
+    assert "unknown error" not in r.stderr, r.stderr
+
+
 def test_top_count(fake):
     r = ok(fake, "top", "--count", "2")
     assert fake.commands() == ["STATUS", "STATUS"]
