@@ -353,6 +353,13 @@ static bool wait_idle(void)
         }
         const struct alkaid_config *cfg = service_config();
         struct smtpd_view v = smtpd_status(cfg);
+        if (v.ok && v.held) {
+            /* restarted while the line is up (it starts held): its mail would wait, "due",
+             * and keep the line from ever being idle */
+            log_line(LOG_CONTROL, NULL, "Dial-up: smtpd was held while the line is up");
+            smtpd_hold(cfg, false);
+            idle_since = now_s();
+        }
         if (v.ok && (v.sending > 0 || v.due > 0 || v.connections > 0)) idle_since = now_s();
         if (now_s() - idle_since >= cfg->dialup.idle_hangup) {
             log_line(LOG_CONTROL, NULL, "Dial-up: idle for %d s; hanging up",

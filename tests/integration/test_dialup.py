@@ -437,3 +437,25 @@ def test_repeated_etrn_does_not_pile_up_in_memory(isp):
     grown = rss_kb() - before
     # 10 messages x 4000 requests x 245 octets would be 9.8 MB
     assert grown < 3000, "smtpd grew by %d kB for %d identical ETRNs" % (grown, n)
+
+
+def test_smtpd_restarted_while_the_line_is_up_is_released(alkaid_root, dns_server, smtp_sink,
+                                                          tmp_path):
+    """smtpd starts held when [DialUp] Enabled=1; one restarted (by the watchdog, by
+    hand) while the line is up must be released again, or the mail that arrives waits
+    ("due" while held), keeps the line from ever being idle, and is never sent."""
+    a = alkaid_root
+    line = Line(tmp_path)
+    sink = smtp_sink()
+    route(dns_server, "remote.test", sink.host)
+    setup_dialup(a, line, dns_server, {("DialUp", "IdleHangup"): "4s"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is False, 10, what="released")
+    a.kill("smtpd")
+    a.start("smtpd")  # starts held
+    send(a, "bob@remote.test")
+    [t] = sink.wait_delivered(1, timeout=15)
+    assert t.rcpts == ["bob@remote.test"]
+    wait_for(lambda: "disconnect" in line.calls(), 15, what="hang-up once idle")
