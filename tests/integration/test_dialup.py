@@ -459,3 +459,18 @@ def test_smtpd_restarted_while_the_line_is_up_is_released(alkaid_root, dns_serve
     [t] = sink.wait_delivered(1, timeout=15)
     assert t.rcpts == ["bob@remote.test"]
     wait_for(lambda: "disconnect" in line.calls(), 15, what="hang-up once idle")
+
+
+@pytest.mark.parametrize("value", ["bad..domain", "-x.example", "a.example x_y.example"])
+def test_etrn_domains_must_be_domain_names(alkaid_root, value):
+    """ETRNDomains that the ISP could only refuse (501: not a domain name) are refused
+    at start, naming the file, the section and the key."""
+    import subprocess
+    from conftest import BIN
+    a = alkaid_root
+    a.set("DialUp", "ETRNDomains", value)
+    r = subprocess.run([str(BIN / "alkaid-controld"), "--root", str(a.root), "--foreground"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, r.stderr
+    assert "alkaid.ini: [DialUp] ETRNDomains:" in r.stderr and "not a domain name" in r.stderr, \
+        r.stderr
