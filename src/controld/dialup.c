@@ -43,6 +43,8 @@ extern char **environ;
 #define DIALUP_HOLD_CHECK 5    /* seconds between checks that smtpd is held while down */
 #define DIALUP_KILL_GRACE 2    /* seconds between SIGTERM and SIGKILL */
 #define DIALUP_ETRN_MAX   64   /* domains of ETRNDomains */
+/* a hung smtpd must not hold up the line, nor controld's stop, for ctl's default 30 s */
+#define DIALUP_CTL_TIMEOUT_MS 5000
 
 enum dialup_state { DS_DOWN, DS_CONNECTING, DS_UP, DS_HANGING_UP };
 static const char *const state_names[] = {"down", "connecting", "up", "hanging-up"};
@@ -217,7 +219,7 @@ static char *smtpd_ctl(const struct alkaid_config *cfg, const char *command)
     char *path = xasprintf("%s/smtpd.sock", cfg->run_dir);
     struct sbuf reply = SBUF_INIT(1 << 20);
     const char *error = NULL;
-    int r = ctl_request(path, command, &reply, &error);
+    int r = ctl_request_timeout(path, command, DIALUP_CTL_TIMEOUT_MS, &reply, &error);
     free(path);
     if (r < 0) {
         sbuf_free(&reply);

@@ -474,3 +474,24 @@ def test_etrn_domains_must_be_domain_names(alkaid_root, value):
     assert r.returncode != 0, r.stderr
     assert "alkaid.ini: [DialUp] ETRNDomains:" in r.stderr and "not a domain name" in r.stderr, \
         r.stderr
+
+
+def test_stop_not_held_up_by_a_hung_smtpd(alkaid_root, dns_server, tmp_path):
+    """While the line is down controld asks smtpd every 5 s whether it is held; a smtpd
+    that hangs (SIGSTOP) must not make controld's stop wait for the 30 s ctl timeout."""
+    import signal
+    a = alkaid_root
+    line = Line(tmp_path)
+    setup_dialup(a, line, dns_server)
+    smtpd = a.start("smtpd")
+    a.start("controld")
+    os_kill = __import__("os").kill
+    os_kill(smtpd.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6)  # a hold check is now waiting for the stopped smtpd
+        t0 = time.time()
+        assert a.stop("controld", timeout=60) == 0
+        took = time.time() - t0
+    finally:
+        os_kill(smtpd.pid, signal.SIGCONT)
+    assert took < 10, "controld took %.0f s to stop" % took
