@@ -272,7 +272,9 @@ static int request(struct ctx *c, const char *const *args, size_t nargs, struct 
         return fail_safe(code, NULL, error);
     if (!r->ok) {
         fail_safe(code, NULL, r->text);
-        fprintf(stderr, "  (server: -ERR %s)\n", r->code);
+        fputs("  (server: -ERR ", stderr);
+        admin_fputs_safe(stderr, r->code); /* the server's text too */
+        fputs(")\n", stderr);
         admin_reply_clear(r);
         return code;
     }

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "fsutil.h"
 #include "xalloc.h"
 
@@ -621,7 +622,7 @@ static int check_domain_list(const char *value, struct sbuf *why)
         if (n >= sizeof(buf)) goto bad;
         memcpy(buf, p, n);
         buf[n] = '\0';
-        if (!hostname_chars(buf)) goto bad;
+        if (!address_domain_valid(buf, false)) goto bad; /* what ETRN accepts */
         p += n;
         continue;
     bad:

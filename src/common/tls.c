@@ -27,8 +27,16 @@ static __thread char tls_error[512];
 
 static const char *openssl_reason(void)
 {
-    unsigned long e = ERR_get_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    /* the first error that has words: a system error (a CA file that does not exist) has
+     * none in ERR_reason_error_string, but has its errno */
+    const char *r = NULL;
+    unsigned long e;
+    while (r == NULL && (e = ERR_get_error()) != 0) {
+        if (ERR_SYSTEM_ERROR(e))
+            r = strerror(ERR_GET_REASON(e));
+        else
+            r = ERR_reason_error_string(e);
+    }
     ERR_clear_error();
     return r ? r : "unknown error";
 }

@@ -43,6 +43,8 @@ extern char **environ;
 #define DIALUP_HOLD_CHECK 5    /* seconds between checks that smtpd is held while down */
 #define DIALUP_KILL_GRACE 2    /* seconds between SIGTERM and SIGKILL */
 #define DIALUP_ETRN_MAX   64   /* domains of ETRNDomains */
+/* a hung smtpd must not hold up the line, nor controld's stop, for ctl's default 30 s */
+#define DIALUP_CTL_TIMEOUT_MS 5000
 
 enum dialup_state { DS_DOWN, DS_CONNECTING, DS_UP, DS_HANGING_UP };
 static const char *const state_names[] = {"down", "connecting", "up", "hanging-up"};
@@ -141,8 +143,24 @@ static int run_command(const char *what, const char *line, int timeout)
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    /* not controld's blocked SIGTERM/SIGINT/SIGHUP nor its ignored SIGPIPE: the program
+     * (and a pppd it leaves running) must die of the SIGTERM below, or of poff's */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, deflt;
+    sigemptyset(&none);
+    sigemptyset(&deflt);
+    sigaddset(&deflt, SIGPIPE);
+    sigaddset(&deflt, SIGTERM);
+    sigaddset(&deflt, SIGINT);
+    sigaddset(&deflt, SIGHUP);
+    sigaddset(&deflt, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &deflt);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int err = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    int err = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (err != 0) {
         log_error(LOG_CONTROL, NULL, "Dial-up: cannot run the %s program %s: %s", what, argv[0],
@@ -161,7 +179,14 @@ static int run_command(const char *what, const char *line, int timeout)
             break;
         }
         long long now = now_s();
-        if (now >= deadline && !killed) {
+        if (!killed && __atomic_load_n(&d.stopping, __ATOMIC_ACQUIRE)) {
+            /* controld is stopping: it does not wait ConnectTimeout for the program */
+            log_error(LOG_CONTROL, NULL, "Dial-up: stopping the %s program %s (controld stops)",
+                      what, argv[0]);
+            kill(pid, SIGTERM);
+            killed = true;
+            deadline = now + DIALUP_KILL_GRACE;
+        } else if (now >= deadline && !killed) {
             log_error(LOG_CONTROL, NULL,
                       "Dial-up: the %s program %s takes longer than %d s; "
                       "stopping it",
@@ -194,7 +219,7 @@ static char *smtpd_ctl(const struct alkaid_config *cfg, const char *command)
     char *path = xasprintf("%s/smtpd.sock", cfg->run_dir);
     struct sbuf reply = SBUF_INIT(1 << 20);
     const char *error = NULL;
-    int r = ctl_request(path, command, &reply, &error);
+    int r = ctl_request_timeout(path, command, DIALUP_CTL_TIMEOUT_MS, &reply, &error);
     free(path);
     if (r < 0) {
         sbuf_free(&reply);
@@ -265,7 +290,6 @@ static void send_etrn(const struct alkaid_config *cfg)
     }
     const char *error = NULL;
     SSL_CTX *tls = tls_client_ctx_new(cfg->queue.ca_file, &error);
-    static const bool no_interrupt = false;
     struct smtp_client_options opts = {
         .helo_name = cfg->queue.helo_name[0] ? cfg->queue.helo_name : cfg->hostname,
         .tls = tls ? TLS_MODE_MAY : TLS_MODE_NONE,
@@ -273,7 +297,7 @@ static void send_etrn(const struct alkaid_config *cfg)
         .connect_timeout_ms = cfg->queue.connect_timeout * 1000,
         .command_timeout_ms = cfg->queue.command_timeout * 1000,
         .data_timeout_ms = cfg->queue.data_timeout * 1000,
-        .interrupt = &no_interrupt,
+        .interrupt = &d.stopping, /* a stop does not wait for a silent server */
     };
     struct smtp_client *c = NULL;
     struct smtp_result res;
@@ -331,6 +355,13 @@ static bool wait_idle(void)
         }
         const struct alkaid_config *cfg = service_config();
         struct smtpd_view v = smtpd_status(cfg);
+        if (v.ok && v.held) {
+            /* restarted while the line is up (it starts held): its mail would wait, "due",
+             * and keep the line from ever being idle */
+            log_line(LOG_CONTROL, NULL, "Dial-up: smtpd was held while the line is up");
+            smtpd_hold(cfg, false);
+            idle_since = now_s();
+        }
         if (v.ok && (v.sending > 0 || v.due > 0 || v.connections > 0)) idle_since = now_s();
         if (now_s() - idle_since >= cfg->dialup.idle_hangup) {
             log_line(LOG_CONTROL, NULL, "Dial-up: idle for %d s; hanging up",
@@ -474,7 +505,7 @@ void dialup_stop(void)
 {
     if (!d.started) return;
     pthread_mutex_lock(&d.lock);
-    d.stopping = true;
+    __atomic_store_n(&d.stopping, true, __ATOMIC_RELEASE); /* also read without the lock */
     pthread_cond_broadcast(&d.wake);
     pthread_mutex_unlock(&d.lock);
     pthread_join(d.thread, NULL);

@@ -1283,6 +1283,19 @@ static bool file_has_domain(const char *id, const char *request)
     return false;
 }
 
+/* Whether request ("d" or "@d") is already one of list's words. */
+static bool etrn_pending(const char *list, const char *request)
+{
+    size_t rlen = strlen(request);
+    for (const char *p = list; p && *p;) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, " ");
+        if (len == rlen && strncasecmp(p, request, len) == 0) return true;
+        p += len;
+    }
+    return false;
+}
+
 int queue_etrn(const char *request)
 {
     if (!q.started) return -1;
@@ -1301,9 +1314,11 @@ int queue_etrn(const char *request)
         pthread_mutex_lock(&q.lock);
         struct qentry *e = find(ids[i]);
         if (e) {
-            char *list = xasprintf("%s %s", e->etrn ? e->etrn : "", request);
-            free(e->etrn);
-            e->etrn = list;
+            if (!etrn_pending(e->etrn, request)) { /* a repeated ETRN adds nothing */
+                char *list = xasprintf("%s %s", e->etrn ? e->etrn : "", request);
+                free(e->etrn);
+                e->etrn = list;
+            }
             e->forced = true;
             if (!e->running) reschedule(e, 0);
             count++;

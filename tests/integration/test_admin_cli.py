@@ -187,6 +187,16 @@ def test_error_codes(fake, code, exit):
     assert r.stdout == ""
 
 
+def test_error_code_with_escapes_is_printed_escaped(fake):
+    """The -ERR code is the server's text too: "(server: -ERR CODE)" must not pass a
+    terminal escape through (docs/admin.md: control characters are printed escaped)."""
+    fake.force["DOMAIN ADD"] = "-ERR \x1b[2J\x1b]0;x\x07 the server's words"
+    r = admin(fake, "domain", "add", "x.test")
+    assert r.returncode == 1, r.stderr
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
+    assert "(server: -ERR \\x1b[2J\\x1b]0;x\\x07)" in r.stderr, repr(r.stderr)
+
+
 def test_locked(fake):
     fake.force["LOGIN"] = "-ERR LOCKED too many failures; try later"
     r = admin(fake, "domain", "list")
@@ -228,6 +238,19 @@ def test_tls_verification(fake, tmp_path):
                        env={**os.environ, "ALKAID_ADMIN_PASSWORD": PASSWORD},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_ca_file_that_cannot_be_read(fake, tmp_path):
+    missing = tmp_path / "no-such-cert.pem"
+    r = admin(fake, "domain", "list", tls=["--ca", str(missing)])
+    assert r.returncode == 69, r.stderr
+    assert str(missing) in r.stderr and "No such file or directory" in r.stderr, r.stderr
+    assert fake.lines == []
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    r = admin(fake, "domain", "list", tls=["--ca", str(garbage)])
+    assert r.returncode == 69 and str(garbage) in r.stderr, r.stderr
+    assert "unknown error" not in r.stderr, r.stderr
 
 
 def test_top_count(fake):

@@ -325,3 +325,173 @@ def test_etrn_between_two_instances(isp, tmp_path, dns_server):
         assert "ETRN example-dial.test" in b.log("smtp")
     finally:
         a.stop_all()
+
+
+# ---- programs and servers that misbehave ------------------------------------------------
+
+def write_script(path, body):
+    path.write_text("import os, signal, sys, time\n" + body)
+    return "%s %s" % (sys.executable, path)
+
+
+def test_connect_program_runs_with_default_signals(alkaid_root, dns_server, tmp_path):
+    """A Connect program that hangs gets SIGTERM after ConnectTimeout, as documented: it
+    must not inherit controld's blocked SIGTERM/SIGINT/SIGHUP, or it can only be
+    SIGKILLed, and a pppd it starts could not be stopped by poff."""
+    a = alkaid_root
+    line = Line(tmp_path)
+    seen = tmp_path / "signals"
+    connect = write_script(tmp_path / "connect.py",
+                           "with open(%r, 'w') as f:\n"
+                           "    f.write(open('/proc/self/status').read())\n"
+                           "time.sleep(60)\n" % str(seen))
+    setup_dialup(a, line, dns_server, {("DialUp", "Connect"): connect,
+                                       ("DialUp", "ConnectTimeout"): "1"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(lambda: status(a, "controld")["dialup"]["failures"] >= 1, 15,
+             what="the Connect program timed out")
+    fields = dict(x.split(":", 1) for x in seen.read_text().splitlines() if ":" in x)
+    blocked = int(fields["SigBlk"].strip(), 16)
+    assert blocked == 0, "Connect runs with signals blocked: %x" % blocked
+    log = a.log("error")
+    assert "was killed by signal 15" in log, log[-2000:]
+
+
+def test_stop_not_held_up_by_a_hanging_connect(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    started = tmp_path / "started"
+    connect = write_script(tmp_path / "connect.py",
+                           "open(%r, 'w').close()\ntime.sleep(300)\n" % str(started))
+    setup_dialup(a, line, dns_server, {("DialUp", "Connect"): connect,
+                                       ("DialUp", "ConnectTimeout"): "1h"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(started.exists, 10, what="Connect running")
+    t0 = time.time()
+    assert a.stop("controld", timeout=60) == 0
+    assert time.time() - t0 < 10, "controld waited %.0f s for Connect" % (time.time() - t0)
+
+
+def test_stop_not_held_up_by_a_silent_etrn_server(alkaid_root, dns_server, tmp_path):
+    a = alkaid_root
+    line = Line(tmp_path)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # connections complete in the backlog; nothing is ever said
+    try:
+        setup_dialup(a, line, dns_server, {
+            ("DialUp", "ETRNServer"): "127.0.0.1:%d" % silent.getsockname()[1],
+            ("DialUp", "ETRNDomains"): "example-dial.test",
+            ("DialUp", "IdleHangup"): "1h",
+            ("Queue", "CommandTimeout"): "120"})
+        a.start("smtpd")
+        a.start("controld")
+        assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+        wait_for(lambda: status(a, "controld")["dialup"]["state"] == "up", 10, what="line up")
+        silent.settimeout(10)
+        conn, _ = silent.accept()  # controld's ETRN session, waiting for a greeting
+        t0 = time.time()
+        assert a.stop("controld", timeout=150) == 0
+        assert time.time() - t0 < 10, "controld waited %.0f s for ETRN" % (time.time() - t0)
+        conn.close()
+    finally:
+        silent.close()
+
+
+def test_repeated_etrn_does_not_pile_up_in_memory(isp):
+    """ETRN appends the request to each matching message's list until a worker takes it;
+    while the queue is held (or the workers are busy) a client repeating the same ETRN
+    must not make that list, and smtpd's memory, grow without end."""
+    b = isp
+    long_domain = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 50, "test"])
+    b.user("domain", "add", long_domain, "--etrn")
+    assert b.ctl("smtpd", "HOLD").returncode == 0
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", b.smtp_port, timeout=30) as s:
+        for i in range(10):
+            assert s.sendmail(ALICE, ["u%d@%s" % (i, long_domain)],
+                              b"Subject: kept\r\n\r\nHi.\r\n") == {}
+    pid = int((b.root / "run" / "smtpd.pid").read_text().split()[0])
+
+    def rss_kb():
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    sock, cmd = etrn_session(b)
+    cmd("EHLO client.test")
+    assert cmd("ETRN @" + long_domain)[0] == 250
+    before = rss_kb()
+    n = 4000
+    f = sock.makefile("rb")
+    request = ("ETRN @%s\r\n" % long_domain).encode()
+    for _ in range(n // 100):
+        sock.sendall(request * 100)
+        for _ in range(100):
+            assert f.readline().startswith(b"250 ")
+    sock.close()
+    grown = rss_kb() - before
+    # 10 messages x 4000 requests x 245 octets would be 9.8 MB
+    assert grown < 3000, "smtpd grew by %d kB for %d identical ETRNs" % (grown, n)
+
+
+def test_smtpd_restarted_while_the_line_is_up_is_released(alkaid_root, dns_server, smtp_sink,
+                                                          tmp_path):
+    """smtpd starts held when [DialUp] Enabled=1; one restarted (by the watchdog, by
+    hand) while the line is up must be released again, or the mail that arrives waits
+    ("due" while held), keeps the line from ever being idle, and is never sent."""
+    a = alkaid_root
+    line = Line(tmp_path)
+    sink = smtp_sink()
+    route(dns_server, "remote.test", sink.host)
+    setup_dialup(a, line, dns_server, {("DialUp", "IdleHangup"): "4s"})
+    a.start("smtpd")
+    a.start("controld")
+    assert a.ctl("controld", "DIALUP CONNECT").returncode == 0
+    wait_for(lambda: status(a, "smtpd")["outbound"]["held"] is False, 10, what="released")
+    a.kill("smtpd")
+    a.start("smtpd")  # starts held
+    send(a, "bob@remote.test")
+    [t] = sink.wait_delivered(1, timeout=15)
+    assert t.rcpts == ["bob@remote.test"]
+    wait_for(lambda: "disconnect" in line.calls(), 15, what="hang-up once idle")
+
+
+@pytest.mark.parametrize("value", ["bad..domain", "-x.example", "a.example x_y.example"])
+def test_etrn_domains_must_be_domain_names(alkaid_root, value):
+    """ETRNDomains that the ISP could only refuse (501: not a domain name) are refused
+    at start, naming the file, the section and the key."""
+    import subprocess
+    from conftest import BIN
+    a = alkaid_root
+    a.set("DialUp", "ETRNDomains", value)
+    r = subprocess.run([str(BIN / "alkaid-controld"), "--root", str(a.root), "--foreground"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, r.stderr
+    assert "alkaid.ini: [DialUp] ETRNDomains:" in r.stderr and "not a domain name" in r.stderr, \
+        r.stderr
+
+
+def test_stop_not_held_up_by_a_hung_smtpd(alkaid_root, dns_server, tmp_path):
+    """While the line is down controld asks smtpd every 5 s whether it is held; a smtpd
+    that hangs (SIGSTOP) must not make controld's stop wait for the 30 s ctl timeout."""
+    import signal
+    a = alkaid_root
+    line = Line(tmp_path)
+    setup_dialup(a, line, dns_server)
+    smtpd = a.start("smtpd")
+    a.start("controld")
+    os_kill = __import__("os").kill
+    os_kill(smtpd.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6)  # a hold check is now waiting for the stopped smtpd
+        t0 = time.time()
+        assert a.stop("controld", timeout=60) == 0
+        took = time.time() - t0
+    finally:
+        os_kill(smtpd.pid, signal.SIGCONT)
+    assert took < 10, "controld took %.0f s to stop" % took
