@@ -10,7 +10,7 @@
  * SECURITY: names from the client are checked by address.h / the store / queue_id_valid
  * before they reach a path; mailbox removal (USER DEL ... PURGE) never follows a
  * symbolic link; passwords are hashed at once and never logged. RESTART runs a service
- * binary from our own directory with posix_spawn() and fixed arguments: no shell.
+ * binary from our own directory with spawn_program() and fixed arguments: no shell.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,7 +18,6 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +38,10 @@
 #include "platform.h"
 #include "queue_admin.h"
 #include "service.h"
+#include "spawn_program.h"
 #include "xalloc.h"
 
 #define STORE_TARGETS_MAX 1000
-
-extern char **environ;
 
 typedef void command_fn(struct admin_session *s, char **args, size_t nargs);
 
@@ -1091,15 +1089,9 @@ int admin_restart_service(const struct alkaid_config *cfg, const char *service, 
         snprintf(err, err_size, "pipe: %s", strerror(errno));
         goto out;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, pfd[1], STDERR_FILENO);
     char *argv[] = {bin, (char *)"--root", cfg->root, NULL};
     pid_t pid;
-    int r = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
+    int r = spawn_program(argv, false, pfd[1], &pid);
     close(pfd[1]);
     if (r != 0) {
         close(pfd[0]);

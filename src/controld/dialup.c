@@ -9,8 +9,8 @@
  * due or received for IdleHangup (or ctl DIALUP DISCONNECT), then ctl HOLD and Disconnect.
  * A Connect that fails is logged and tried again at the next scheduled time.
  *
- * SECURITY: the commands come from the INI only; they run through posix_spawn() with
- * their arguments split on spaces, never through a shell. ETRN replies are only logged.
+ * SECURITY: the commands come from the INI only; they run through spawn_program() (posix_spawn)
+ * with their arguments split on spaces, never through a shell. ETRN replies are only logged.
  */
 #include "dialup.h"
 
@@ -20,7 +20,6 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +32,10 @@
 #include "json.h"
 #include "log.h"
 #include "service.h"
+#include "spawn_program.h"
 #include "smtp_client.h"
 #include "tls.h"
 #include "xalloc.h"
-
-extern char **environ;
 
 #define DIALUP_POLL_MS    1000 /* smtpd STATUS while the line is up */
 #define DIALUP_HOLD_CHECK 5    /* seconds between checks that smtpd is held while down */
@@ -140,28 +138,10 @@ static int run_command(const char *what, const char *line, int timeout)
     if (line == NULL || *line == '\0') return 0; /* nothing to run: the line is "up" */
     char **argv = dialup_split_command(line);
     if (argv == NULL) return 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    /* not controld's blocked SIGTERM/SIGINT/SIGHUP nor its ignored SIGPIPE: the program
-     * (and a pppd it leaves running) must die of the SIGTERM below, or of poff's */
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, deflt;
-    sigemptyset(&none);
-    sigemptyset(&deflt);
-    sigaddset(&deflt, SIGPIPE);
-    sigaddset(&deflt, SIGTERM);
-    sigaddset(&deflt, SIGINT);
-    sigaddset(&deflt, SIGHUP);
-    sigaddset(&deflt, SIGCHLD);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &deflt);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* a clean signal state: the program (and a pppd it leaves running) must die of the
+     * SIGTERM below, or of poff's */
     pid_t pid;
-    int err = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
+    int err = spawn_program(argv, false, SPAWN_OUT_INHERIT, &pid);
     if (err != 0) {
         log_error(LOG_CONTROL, NULL, "Dial-up: cannot run the %s program %s: %s", what, argv[0],
                   strerror(err));

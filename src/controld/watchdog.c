@@ -25,7 +25,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +39,8 @@
 #include "log.h"
 #include "platform.h"
 #include "service.h"
+#include "spawn_program.h"
 #include "xalloc.h"
-
-extern char **environ;
 
 #define PING_FAILURES  3     /* consecutive failed pings before a restart */
 #define TERM_GRACE_MS  5000  /* SIGTERM to SIGKILL when restarting one child */
@@ -127,35 +125,6 @@ static void describe_status(int status, char *buf, size_t size)
         snprintf(buf, size, "ended (wait status %d)", status);
 }
 
-/* Starts argv[0] (searched in $PATH when search) with /dev/null for stdin, stdout and
- * stderr, default signal handling and an empty signal mask. 0, or an errno value. */
-static int spawn(char *const argv[], bool search, pid_t *pid_r)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawnattr_init(&attr);
-    sigset_t none, deflt;
-    sigemptyset(&none);
-    sigemptyset(&deflt);
-    sigaddset(&deflt, SIGPIPE);
-    sigaddset(&deflt, SIGTERM);
-    sigaddset(&deflt, SIGINT);
-    sigaddset(&deflt, SIGHUP);
-    sigaddset(&deflt, SIGCHLD);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &deflt);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int err = search ? posix_spawnp(pid_r, argv[0], &fa, &attr, argv, environ)
-                     : posix_spawn(pid_r, argv[0], &fa, &attr, argv, environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return err;
-}
-
 /* ---- supervised children ------------------------------------------------------- */
 
 static int start_child(struct child *c, long long now)
@@ -164,7 +133,7 @@ static int start_child(struct child *c, long long now)
     char *path = xasprintf("%s/alkaid-%s", bindir, c->name);
     char *argv[] = {path, (char *)"--root", cfg->root, (char *)"--foreground", NULL};
     pid_t pid;
-    int err = spawn(argv, false, &pid);
+    int err = spawn_program(argv, false, SPAWN_OUT_DEVNULL, &pid);
     if (err != 0) {
         log_error(LOG_CONTROL, NULL, "Watchdog: cannot start %s: %s", path, strerror(err));
         free(path);
@@ -425,7 +394,7 @@ static int run_restart_command(const char *name, struct sbuf *why)
     for (size_t i = 0; i < n; i++)
         sbuf_printf(&what, "%s%s", i ? " " : "", argv[i]);
     pid_t pid;
-    int err = spawn(argv, true, &pid);
+    int err = spawn_program(argv, true, SPAWN_OUT_DEVNULL, &pid);
     int ret = 0;
     if (err != 0) {
         log_error(LOG_CONTROL, NULL, "Watchdog: cannot run '%s': %s", sbuf_cstr(&what),
