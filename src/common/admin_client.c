@@ -307,15 +307,48 @@ int admin_exit_code(const char *code)
     return ADMIN_EXIT_REFUSED;
 }
 
+/* The length of the well-formed UTF-8 sequence at p (2-4), or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    size_t n;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    /* the string's NUL ends a short sequence: it is not a continuation byte */
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f))) return 0;
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))) return 0;
+    return n;
+}
+
 void admin_fputs_safe(FILE *f, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            fprintf(f, "\\x%02x", *p);
-        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* a C1 control in UTF-8 */
-            fprintf(f, "\\x%02x", *++p);
-        else
-            fputc(*p, f);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\x%02x", *p++);
+            continue;
+        }
+        if (*p < 0x80) {
+            fputc(*p++, f);
+            continue;
+        }
+        size_t n = utf8_seq(p);
+        if (n == 0) { /* not UTF-8: a lone 0x9b is CSI on an 8-bit terminal */
+            fprintf(f, "\\x%02x", *p++);
+        } else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) { /* a C1 control in UTF-8 */
+            fprintf(f, "\\x%02x", p[1]);
+            p += 2;
+        } else {
+            fwrite(p, 1, n, f);
+            p += n;
+        }
     }
 }
 

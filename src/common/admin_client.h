@@ -84,7 +84,8 @@ void admin_reply_clear(struct admin_reply *r);
 
 /* The exit code for an -ERR code. */
 int admin_exit_code(const char *code);
-/* Writes s with control characters (C0, DEL, C1) escaped as \xNN. */
+/* Writes s with control characters (C0, DEL, C1) and bytes that are not well-formed
+ * UTF-8 escaped as \xNN. */
 void admin_fputs_safe(FILE *f, const char *s);
 /* Prints a DOMAIN LIST reply as alkaid-user domain list does on the machine: a line per
  * domain with its account count, catch-all (or -) and type. */

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,13 +90,54 @@ static void test_exit_codes(void **state)
     assert_int_equal(admin_exit_code("WHATEVER"), 1);
 }
 
+/* What admin_fputs_safe() writes for s. */
+static char *safe(const char *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    admin_fputs_safe(f, s);
+    fclose(f);
+    return buf;
+}
+
+static void test_fputs_safe(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain text", "plain text"},
+        {"tab\there", "tab\\x09here"},
+        {"\x1b[2J", "\\x1b[2J"},
+        {"del\x7f", "del\\x7f"},
+        {"j\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x93\xa7",
+         "j\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x93\xa7"},
+        {"c1 \xc2\x9b"
+         "31m",
+         "c1 \\x9b31m"}, /* CSI as UTF-8 */
+        {"lone \x9b"
+         "31m",
+         "lone \\x9b31m"},                  /* CSI as a raw 8-bit byte */
+        {"cut \xe2\x82", "cut \\xe2\\x82"}, /* a sequence the string ends in */
+        {"overlong \xc0\xaf", "overlong \\xc0\\xaf"},
+        {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+        {"too big \xf4\x90\x80\x80", "too big \\xf4\\x90\\x80\\x80"},
+        {"latin1 caf\xe9!", "latin1 caf\\xe9!"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = safe(cases[i].in);
+        assert_string_equal(got, cases[i].out);
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quote),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_format),
-        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_quote),      cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_format),     cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_fputs_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
