@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -459,9 +460,35 @@ static void *dialup_main(void *arg)
 
 /* ---- the interface ------------------------------------------------------------------ */
 
+/* Says in log/error/ (and on stderr in the foreground) when a program of [DialUp] cannot
+ * be run: found at start and at each reload, not only when the line should come up. */
+static void check_programs(const struct alkaid_config *cfg)
+{
+    if (!cfg->dialup.enabled) return;
+    const char *keys[] = {"Connect", "Disconnect"};
+    const char *lines[] = {cfg->dialup.connect, cfg->dialup.disconnect};
+    for (size_t i = 0; i < 2; i++) {
+        if (lines[i] == NULL || *lines[i] == '\0') continue;
+        char **argv = dialup_split_command(lines[i]);
+        if (argv == NULL) continue;
+        struct stat st;
+        const char *why = NULL;
+        if (stat(argv[0], &st) < 0)
+            why = strerror(errno);
+        else if (!S_ISREG(st.st_mode))
+            why = "not a regular file";
+        else if (access(argv[0], X_OK) < 0)
+            why = "not executable";
+        if (why)
+            log_error(LOG_CONTROL, NULL, "%s: [DialUp] %s: %s: %s (the line cannot be %s)",
+                      cfg->ini_path, keys[i], argv[0], why, i == 0 ? "brought up" : "hung up");
+        free(argv);
+    }
+}
+
 int dialup_start(const struct alkaid_config *cfg, const char **error_r)
 {
-    (void)cfg;
+    check_programs(cfg);
     d.stopping = false;
     d.state = DS_DOWN;
     d.sched_from = now_s();
@@ -475,7 +502,7 @@ int dialup_start(const struct alkaid_config *cfg, const char **error_r)
 
 void dialup_reload(const struct alkaid_config *cfg)
 {
-    (void)cfg;
+    check_programs(cfg);
     pthread_mutex_lock(&d.lock);
     pthread_cond_broadcast(&d.wake);
     pthread_mutex_unlock(&d.lock);

@@ -149,6 +149,27 @@ def test_connect_failure_is_logged_and_retried(alkaid_root, dns_server, tmp_path
     assert "exited with status 3" in log, log[-2000:]
 
 
+def test_missing_programs_are_reported_at_start_and_reload(alkaid_root, tmp_path):
+    """A Connect or Disconnect that cannot be run is said at once, naming the file,
+    section and key, not only when the line should come up hours later."""
+    a = alkaid_root
+    a.set("DialUp", "Enabled", "1")
+    a.set("DialUp", "Connect", "/nonexistent/pon isp")
+    a.set("DialUp", "Disconnect", str(tmp_path))  # a directory
+    a.start("controld")
+    ini = str(a.root / "config" / "alkaid.ini")
+    log = a.log("error")
+    assert "%s: [DialUp] Connect: /nonexistent/pon: No such file or directory" % ini in log, log
+    assert "[DialUp] Disconnect: %s: not a regular file" % tmp_path in log, log
+    script = tmp_path / "poff"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    a.set("DialUp", "Disconnect", str(script))
+    assert a.ctl("controld", "RELOAD").returncode == 0
+    time.sleep(0.3)
+    assert "[DialUp] Disconnect: %s: not executable" % script in a.log("error")
+
+
 def test_ctl_connect_and_disconnect(alkaid_root, dns_server, tmp_path):
     a = alkaid_root
     line = Line(tmp_path)
