@@ -10,6 +10,7 @@ example-dial.test and keeps its mail; A (the dial-up site, smtpd on 127.0.0.N:25
 the test DNS names as the domain's MX) dials up, asks B with ETRN, and B delivers.
 """
 import json
+import os
 import socket
 import sys
 import time
@@ -456,6 +457,10 @@ def test_repeated_etrn_does_not_pile_up_in_memory(isp):
             assert f.readline().startswith(b"250 ")
     sock.close()
     grown = rss_kb() - before
+    if "libasan" in open("/proc/%d/maps" % pid).read() or "ASAN_OPTIONS" in os.environ:
+        # AddressSanitizer keeps freed memory in quarantine (256 MB): RSS says nothing
+        # there; the plain build's run of this test checks it
+        return
     # 10 messages x 4000 requests x 245 octets would be 9.8 MB
     assert grown < 3000, "smtpd grew by %d kB for %d identical ETRNs" % (grown, n)
 
