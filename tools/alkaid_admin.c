@@ -34,6 +34,7 @@
 #include "admin_client.h"
 #include "conn.h"
 #include "json.h"
+#include "tty_input.h"
 #include "sbuf.h"
 #include "xalloc.h"
 
@@ -156,68 +157,6 @@ static void out(const char *s)
 
 /* ---- passwords ---- */
 
-static struct termios saved_tio;
-static volatile sig_atomic_t tio_changed;
-
-static void restore_tty(void)
-{
-    if (tio_changed) tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
-    tio_changed = 0;
-}
-
-static void restore_and_die(int sig)
-{
-    restore_tty();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static int read_line(char *buf, size_t size, size_t *len_r)
-{
-    size_t n = 0;
-    bool got = false, too_long = false;
-    for (;;) {
-        char ch;
-        ssize_t r = read(STDIN_FILENO, &ch, 1);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got = true;
-        if (ch == '\n') break;
-        if (n + 1 >= size) {
-            too_long = true;
-            continue;
-        }
-        buf[n++] = ch;
-    }
-    if (n > 0 && buf[n - 1] == '\r') n--;
-    buf[n] = '\0';
-    *len_r = n;
-    return got && !too_long ? 0 : -1;
-}
-
-/* Asks on the terminal without echo. */
-static int prompt(const char *text, char *buf, size_t size, size_t *len_r)
-{
-    fputs(text, stderr);
-    fflush(stderr);
-    struct termios tio;
-    if (tcgetattr(STDIN_FILENO, &saved_tio) < 0) return -1;
-    tio = saved_tio;
-    tio.c_lflag &= ~(tcflag_t)ECHO;
-    tio.c_lflag |= ECHONL;
-    struct sigaction sa = {.sa_handler = restore_and_die}, old[3];
-    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++)
-        sigaction(sigs[i], &sa, &old[i]);
-    tio_changed = 1;
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio);
-    int r = read_line(buf, size, len_r);
-    restore_tty();
-    for (int i = 0; i < 3; i++)
-        sigaction(sigs[i], &old[i], NULL);
-    return r;
-}
-
 /* A new account password: --password, else asked twice on a terminal, else one line of
  * stdin. xmalloc'ed (wipe and free it), or NULL after printing why. */
 static char *new_password(struct ctx *c, const char *address, int *exit_r)
@@ -229,15 +168,16 @@ static char *new_password(struct ctx *c, const char *address, int *exit_r)
     char *result = NULL;
     if (isatty(STDIN_FILENO)) {
         char *text = xasprintf("New password for %s: ", address);
-        r = prompt(text, pw, sizeof(pw), &len);
+        r = tty_prompt_secret(text, pw, sizeof(pw), &len, NULL);
         free(text);
-        if (r == 0) r = prompt("Retype the password: ", again, sizeof(again), &len2);
+        if (r == 0)
+            r = tty_prompt_secret("Retype the password: ", again, sizeof(again), &len2, NULL);
         if (r == 0 && (len != len2 || memcmp(pw, again, len) != 0)) {
             *exit_r = fail(ADMIN_EXIT_REFUSED, "the passwords do not match; nothing changed");
             goto out;
         }
     } else {
-        r = read_line(pw, sizeof(pw), &len);
+        r = tty_read_line(pw, sizeof(pw), &len, NULL);
     }
     if (r < 0 || len == 0)
         *exit_r = fail(ADMIN_EXIT_REFUSED,
@@ -297,31 +237,6 @@ static int simple(struct ctx *c, const char *const *args, size_t nargs, const ch
     }
     admin_reply_clear(&r);
     return 0;
-}
-
-static const char *quota_str(int64_t q, char *buf, size_t size)
-{
-    if (q <= 0)
-        snprintf(buf, size, "unlimited");
-    else if (q % (1ll << 30) == 0)
-        snprintf(buf, size, "%" PRId64 "G", q >> 30);
-    else if (q % (1ll << 20) == 0)
-        snprintf(buf, size, "%" PRId64 "M", q >> 20);
-    else if (q % (1ll << 10) == 0)
-        snprintf(buf, size, "%" PRId64 "K", q >> 10);
-    else
-        snprintf(buf, size, "%" PRId64 "B", q);
-    return buf;
-}
-
-static const char *time_str(int64_t t, char *buf, size_t size)
-{
-    if (t <= 0) return "now";
-    time_t tt = (time_t)t;
-    struct tm tm;
-    localtime_r(&tt, &tm);
-    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
 }
 
 /* A JSON scalar as text (for generic printing). */
@@ -482,38 +397,9 @@ static int cmd_user_list(struct ctx *c, char **args, size_t nargs)
     const char *req[] = {"USER", "LIST", nargs ? args[0] : NULL};
     struct admin_reply r;
     int code = request(c, req, 2 + nargs, &r);
-    if (code != 0 || c->json) goto done;
-    const struct json *u = json_get(r.json, "users");
-    for (size_t i = 0; u != NULL && u->type == JSON_ARRAY && i < u->n; i++) {
-        const struct json *e = u->items[i];
-        const char *type = json_str(json_get(e, "type"), "?");
-        fputs("", stdout);
-        size_t w = strlen(json_str(json_get(e, "address"), "?"));
-        out(json_str(json_get(e, "address"), "?"));
-        printf("%*s ", w < 40 ? (int)(40 - w) : 0, "");
-        out(type);
-        if (strcmp(type, "alias") == 0) {
-            fputs(" -   -\n", stdout);
-        } else {
-            char q[32];
-            printf("%*s %-3s %s\n", strlen(type) < 5 ? (int)(5 - strlen(type)) : 0, "",
-                   json_bool(json_get(e, "admin"), false) ? "yes" : "no",
-                   quota_str(json_int(json_get(e, "quota"), 0), q, sizeof(q)));
-        }
-    }
-done:
+    if (code == 0 && !c->json) admin_print_user_list(stdout, r.json);
     admin_reply_clear(&r);
     return code;
-}
-
-static void print_list_line(const char *label, const struct json *a)
-{
-    fputs(label, stdout);
-    if (a == NULL || a->type != JSON_ARRAY || a->n == 0)
-        fputs("none", stdout);
-    else
-        print_scalar(a);
-    fputc('\n', stdout);
 }
 
 static int cmd_user_show(struct ctx *c, char **args, size_t nargs)
@@ -521,28 +407,7 @@ static int cmd_user_show(struct ctx *c, char **args, size_t nargs)
     const char *req[] = {"USER", "SHOW", args[0]};
     struct admin_reply r;
     int code = request(c, req, 3, &r);
-    if (code != 0 || c->json) goto done;
-    const struct json *v = r.json;
-    const char *type = json_str(json_get(v, "type"), "user");
-    fputs("address: ", stdout);
-    out(json_str(json_get(v, "address"), args[0]));
-    fputs("\ntype: ", stdout);
-    out(type);
-    fputc('\n', stdout);
-    const struct json *targets = json_get(v, "targets");
-    if (strcmp(type, "alias") == 0) {
-        print_list_line("members: ", targets);
-    } else {
-        char q[32];
-        printf("admin: %s\nquota: %s\n", json_bool(json_get(v, "admin"), false) ? "yes" : "no",
-               quota_str(json_int(json_get(v, "quota"), 0), q, sizeof(q)));
-        print_list_line("forward: ", targets);
-        bool has_targets = targets != NULL && targets->type == JSON_ARRAY && targets->n > 0;
-        printf("keep-copy: %s\n",
-               !has_targets || json_bool(json_get(v, "keep"), false) ? "yes" : "no");
-        printf("size: %" PRId64 " bytes\n", json_int(json_get(v, "used"), 0));
-    }
-done:
+    if (code == 0 && !c->json) admin_print_user_show(stdout, r.json, args[0]);
     admin_reply_clear(&r);
     return code;
 }
@@ -603,29 +468,16 @@ static int cmd_user_set(struct ctx *c, char **args, size_t nargs)
 static int with_args(struct ctx *c, const char *w1, const char *w2, char **args, size_t nargs,
                      const char *last, char *message)
 {
-    const char **req = xcalloc(nargs + 4, sizeof(*req));
-    size_t n = 0;
-    req[n++] = w1;
-    if (w2) req[n++] = w2;
-    for (size_t i = 0; i < nargs; i++)
-        req[n++] = args[i];
-    if (last) req[n++] = last;
+    size_t n;
+    const char **req = admin_words(w1, w2, args, nargs, last, &n);
     int code = simple_msg(c, req, n, message);
     free(req);
     return code;
 }
 
-static char *joined(char **args, size_t n)
-{
-    struct sbuf sb = SBUF_INIT(SBUF_NO_MAX);
-    for (size_t i = 0; i < n; i++)
-        sbuf_printf(&sb, "%s%s", i ? " " : "", args[i]);
-    return sbuf_steal(&sb);
-}
-
 static int cmd_alias_add(struct ctx *c, char **args, size_t nargs)
 {
-    char *t = joined(args + 1, nargs - 1);
+    char *t = admin_joined(args + 1, nargs - 1);
     int code =
         with_args(c, "ALIAS", "ADD", args, nargs, NULL, msg("alias %s: added %s", args[0], t));
     free(t);
@@ -634,7 +486,7 @@ static int cmd_alias_add(struct ctx *c, char **args, size_t nargs)
 
 static int cmd_alias_del(struct ctx *c, char **args, size_t nargs)
 {
-    char *t = joined(args + 1, nargs - 1);
+    char *t = admin_joined(args + 1, nargs - 1);
     char *m =
         nargs == 1 ? msg("deleted alias %s", args[0]) : msg("alias %s: removed %s", args[0], t);
     free(t);
@@ -650,7 +502,7 @@ static int cmd_forward(struct ctx *c, char **args, size_t nargs)
     if (!off && nargs < 2) return usage_error("forward: give targets, or --off");
     if (off)
         return with_args(c, "FORWARD", NULL, args, 1, "OFF", msg("forwarding off for %s", args[0]));
-    char *t = joined(args + 1, nargs - 1);
+    char *t = admin_joined(args + 1, nargs - 1);
     char *m =
         msg("forwarding %s to %s%s", args[0], t, keep ? " (keeping a copy in the mailbox)" : "");
     free(t);
@@ -674,43 +526,7 @@ static int cmd_queue_list(struct ctx *c, char **args, size_t nargs)
     const char *req[] = {"QUEUE", "LIST"};
     struct admin_reply r;
     int code = request(c, req, 2, &r);
-    if (code != 0 || c->json) goto done;
-    const struct json *m = json_get(r.json, "messages");
-    size_t n = m != NULL && m->type == JSON_ARRAY ? m->n : 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct json *e = m->items[i];
-        char next[40];
-        out(json_str(json_get(e, "id"), "?"));
-        fputs("  ", stdout);
-        const char *state = json_str(json_get(e, "state"), "?");
-        out(state);
-        printf("%*s  %8" PRId64 "  attempts %" PRId64 "  next %s  <",
-               strlen(state) < 7 ? (int)(7 - strlen(state)) : 0, "",
-               json_int(json_get(e, "size"), 0), json_int(json_get(e, "attempts"), 0),
-               time_str(json_int(json_get(e, "next_try"), 0), next, sizeof(next)));
-        out(json_str(json_get(e, "sender"), ""));
-        fputs("> ->", stdout);
-        const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
-        for (size_t k = 0; rc != NULL && rc->type == JSON_ARRAY && k < rc->n; k++) {
-            fputs(" <", stdout);
-            print_scalar(rc->items[k]);
-            fputc('>', stdout);
-        }
-        fputc('\n', stdout);
-        for (size_t k = 0; er != NULL && er->type == JSON_ARRAY && k < er->n; k++) {
-            if (er->items[k]->type != JSON_STRING) continue;
-            fputs("    <", stdout);
-            if (rc != NULL && rc->type == JSON_ARRAY && k < rc->n) print_scalar(rc->items[k]);
-            fputs(">: ", stdout);
-            out(er->items[k]->str);
-            fputc('\n', stdout);
-        }
-    }
-    if (n == 0)
-        printf("The queue is empty.\n");
-    else
-        printf("%zu message%s.\n", n, n == 1 ? "" : "s");
-done:
+    if (code == 0 && !c->json) admin_print_queue_list(stdout, r.json);
     admin_reply_clear(&r);
     return code;
 }
@@ -720,48 +536,7 @@ static int cmd_queue_show(struct ctx *c, char **args, size_t nargs)
     const char *req[] = {"QUEUE", "SHOW", args[0]};
     struct admin_reply r;
     int code = request(c, req, 3, &r);
-    if (code != 0 || c->json) goto done;
-    const struct json *e = r.json;
-    char buf[40];
-    fputs("ID: ", stdout);
-    out(json_str(json_get(e, "id"), args[0]));
-    fputs("\nState: ", stdout);
-    out(json_str(json_get(e, "state"), "?"));
-    printf("\nArrived: %s\n", time_str(json_int(json_get(e, "created"), 0), buf, sizeof(buf)));
-    printf("Next try: %s\nAttempts: %" PRId64 "\nSize: %" PRId64 "\nFrom: <",
-           time_str(json_int(json_get(e, "next_try"), 0), buf, sizeof(buf)),
-           json_int(json_get(e, "attempts"), 0), json_int(json_get(e, "size"), 0));
-    out(json_str(json_get(e, "sender"), ""));
-    fputs(">\n", stdout);
-    const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
-    for (size_t k = 0; rc != NULL && rc->type == JSON_ARRAY && k < rc->n; k++) {
-        fputs("To: <", stdout);
-        print_scalar(rc->items[k]);
-        fputc('>', stdout);
-        if (er != NULL && er->type == JSON_ARRAY && k < er->n &&
-            er->items[k]->type == JSON_STRING) {
-            fputs("  (last: ", stdout);
-            out(er->items[k]->str);
-            fputc(')', stdout);
-        }
-        fputc('\n', stdout);
-    }
-    const char *headers = json_str(json_get(e, "headers"), NULL);
-    if (headers != NULL) {
-        fputc('\n', stdout);
-        /* header lines keep their line ends; other control characters are escaped */
-        for (const char *p = headers; *p;) {
-            size_t n = strcspn(p, "\r\n");
-            char *l = xstrndup(p, n);
-            out(l);
-            free(l);
-            fputc('\n', stdout);
-            p += n;
-            if (*p == '\r') p++;
-            if (*p == '\n') p++;
-        }
-    }
-done:
+    if (code == 0 && !c->json) admin_print_queue_show(stdout, r.json, args[0]);
     admin_reply_clear(&r);
     return code;
 }
@@ -799,7 +574,7 @@ static int cmd_queue_release(struct ctx *c, char **args, size_t nargs)
     return queue_op(c, "RELEASE", args[0], "Released");
 }
 
-static const char *uptime_str(int64_t s, char *buf, size_t size)
+static const char *upadmin_time_str(int64_t s, char *buf, size_t size)
 {
     if (s < 0) s = 0;
     if (s >= 86400)
@@ -829,7 +604,7 @@ static int cmd_status(struct ctx *c, char **args, size_t nargs)
         }
         char up[48];
         printf(": running, pid %" PRId64 ", up %s\n", json_int(json_get(s, "pid"), 0),
-               uptime_str(json_int(json_get(s, "uptime"), 0), up, sizeof(up)));
+               upadmin_time_str(json_int(json_get(s, "uptime"), 0), up, sizeof(up)));
         print_object(s, "  ");
     }
 done:
@@ -878,6 +653,16 @@ done:
 }
 
 /* ---- top ---- */
+
+/* The terminal as it was before top made it raw. */
+static struct termios saved_tio;
+static volatile sig_atomic_t tio_changed;
+
+static void restore_tty(void)
+{
+    if (tio_changed) tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+    tio_changed = 0;
+}
 
 static volatile sig_atomic_t top_stop, top_suspend;
 
@@ -972,7 +757,7 @@ static void top_print(const struct top_sample *cur, const struct top_sample *pre
         bool running = s != NULL && json_bool(json_get(s, "running"), json_get(s, "pid") != NULL);
         char up[48] = "-", pid[24] = "-";
         if (running) {
-            uptime_str(json_int(json_get(s, "uptime"), 0), up, sizeof(up));
+            upadmin_time_str(json_int(json_get(s, "uptime"), 0), up, sizeof(up));
             fmt_num(pid, sizeof(pid), json_int(json_get(s, "pid"), -1));
         }
         printf("%-12s %-12s %8s %16s%s", service_names[i], running ? "running" : "not running", pid,
@@ -1387,7 +1172,7 @@ int main(int argc, char **argv)
         char pw[PASSWORD_MAX + 2];
         size_t len;
         char *text = xasprintf("Password for %s: ", o.user);
-        int r = prompt(text, pw, sizeof(pw), &len);
+        int r = tty_prompt_secret(text, pw, sizeof(pw), &len, NULL);
         free(text);
         if (r == 0) admin_pw = xstrdup(pw);
         explicit_bzero(pw, sizeof(pw));

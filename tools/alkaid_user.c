@@ -48,6 +48,7 @@
 #include "queue_admin.h"
 #include "sbuf.h"
 #include "store.h"
+#include "tty_input.h"
 #include "xalloc.h"
 
 #define PROG "alkaid-user"
@@ -209,51 +210,6 @@ static int tempfail(void)
 
 /* ---- sizes ---- */
 
-/* N megabytes, or N with a suffix B, K, M or G. */
-static int parse_quota(const char *s, uint64_t *bytes_r)
-{
-    if (s[0] < '0' || s[0] > '9') return -1;
-    uint64_t n = 0;
-    const char *p = s;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (UINT64_MAX - 9) / 10) return -1;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    uint64_t mult;
-    switch (*p) {
-    case '\0': mult = 1ull << 20; break;
-    case 'b':
-    case 'B': mult = 1; break;
-    case 'k':
-    case 'K': mult = 1ull << 10; break;
-    case 'm':
-    case 'M': mult = 1ull << 20; break;
-    case 'g':
-    case 'G': mult = 1ull << 30; break;
-    default: return -1;
-    }
-    if (*p != '\0' && p[1] != '\0') return -1;
-    if (n > (uint64_t)INT64_MAX / mult) return -1;
-    *bytes_r = n * mult;
-    return 0;
-}
-
-/* A quota as --quota would take it back: "unlimited", "2G", "500M", "64K", "1000B". */
-static const char *quota_str(uint64_t q, char *buf, size_t size)
-{
-    if (q == 0)
-        snprintf(buf, size, "unlimited");
-    else if (q % (1ull << 30) == 0)
-        snprintf(buf, size, "%" PRIu64 "G", q >> 30);
-    else if (q % (1ull << 20) == 0)
-        snprintf(buf, size, "%" PRIu64 "M", q >> 20);
-    else if (q % (1ull << 10) == 0)
-        snprintf(buf, size, "%" PRIu64 "K", q >> 10);
-    else
-        snprintf(buf, size, "%" PRIu64 "B", q);
-    return buf;
-}
-
 /* ---- files ---- */
 
 /* When run as root with a service user configured, gives path to that user. */
@@ -281,65 +237,6 @@ static void fix_store_owner(struct ctx *c)
 
 /* ---- passwords ---- */
 
-static struct termios saved_tio;
-static volatile sig_atomic_t echo_off;
-
-static void restore_echo(int sig)
-{
-    if (echo_off) tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* One line from stdin into buf (without the line end). 0, or -1 if too long, empty
- * input, or a read error. */
-static int read_line(char *buf, size_t size, size_t *len_r, bool *too_long_r)
-{
-    size_t n = 0;
-    bool got = false;
-    *too_long_r = false;
-    for (;;) {
-        char ch;
-        ssize_t r = read(STDIN_FILENO, &ch, 1);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got = true;
-        if (ch == '\n') break;
-        if (n + 1 >= size) {
-            *too_long_r = true;
-            continue;
-        }
-        buf[n++] = ch;
-    }
-    if (n > 0 && buf[n - 1] == '\r') n--;
-    buf[n] = '\0';
-    *len_r = n;
-    return got && !*too_long_r ? 0 : -1;
-}
-
-static int prompt(const char *text, char *buf, size_t size, size_t *len_r, bool *too_long_r)
-{
-    fputs(text, stderr);
-    fflush(stderr);
-    struct termios tio;
-    if (tcgetattr(STDIN_FILENO, &saved_tio) < 0) return -1;
-    tio = saved_tio;
-    tio.c_lflag &= ~(tcflag_t)ECHO;
-    tio.c_lflag |= ECHONL;
-    struct sigaction sa = {.sa_handler = restore_echo}, old[3];
-    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++)
-        sigaction(sigs[i], &sa, &old[i]);
-    echo_off = 1;
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio);
-    int r = read_line(buf, size, len_r, too_long_r);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
-    echo_off = 0;
-    for (int i = 0; i < 3; i++)
-        sigaction(sigs[i], &old[i], NULL);
-    return r;
-}
-
 /* The new password (plaintext): from --password, else asked twice on a terminal, else
  * one line of stdin. 0 with pw[0..*len_r) set (wipe it), or the exit code after printing
  * why. */
@@ -359,10 +256,10 @@ static int new_password(struct ctx *c, const char *address, char *pw, size_t siz
         }
     } else if (isatty(STDIN_FILENO)) {
         char *text = xasprintf("New password for %s: ", shown(address));
-        int r = prompt(text, pw, size, &len, &too_long);
+        int r = tty_prompt_secret(text, pw, size, &len, &too_long);
         free(text);
         if (r == 0 && !too_long) {
-            r = prompt("Retype the password: ", again, sizeof(again), &len2, &too_long);
+            r = tty_prompt_secret("Retype the password: ", again, sizeof(again), &len2, &too_long);
             if (r == 0 && (len != len2 || memcmp(pw, again, len) != 0)) {
                 explicit_bzero(pw, size);
                 explicit_bzero(again, sizeof(again));
@@ -370,7 +267,7 @@ static int new_password(struct ctx *c, const char *address, char *pw, size_t siz
             }
         }
         if (r < 0 && !too_long) len = 0;
-    } else if (read_line(pw, size, &len, &too_long) < 0 && !too_long) {
+    } else if (tty_read_line(pw, size, &len, &too_long) < 0 && !too_long) {
         len = 0;
     }
 
@@ -405,12 +302,7 @@ static int parse_address(const char *arg, char **local_r, char **domain_r)
         fail(EXIT_REFUSED, "invalid address %s: expected local@domain", shown(arg));
         return -1;
     }
-    const char *why = NULL;
-    if (!address_localpart_valid(*local_r))
-        why = "invalid local part (1-64 of letters, digits and . _ + = -; no leading, trailing"
-              " or double dot)";
-    else if (!address_domain_valid(*domain_r, true))
-        why = "invalid domain name";
+    const char *why = address_account_invalid(*local_r, *domain_r);
     if (why != NULL) {
         fail(EXIT_REFUSED, "%s: %s", shown(arg), why);
         xfree(*local_r);
@@ -723,7 +615,7 @@ static int cmd_set(struct ctx *c, char **args, size_t nargs)
         if (store_account_find(c->st, local, domain, &a, NULL) == STORE_OK) {
             char q[32];
             printf("%s@%s: admin %s, quota %s\n", local, domain, a->admin ? "yes" : "no",
-                   quota_str(a->quota, q, sizeof(q)));
+                   store_quota_format(a->quota, q, sizeof(q)));
         }
     }
     put_account(local, domain, &a);
@@ -763,7 +655,7 @@ static int cmd_show(struct ctx *c, char **args, size_t nargs)
         } else {
             char q[32];
             printf("type: user\nadmin: %s\nquota: %s\n", a->admin ? "yes" : "no",
-                   quota_str(a->quota, q, sizeof(q)));
+                   store_quota_format(a->quota, q, sizeof(q)));
             printf("forward: ");
             if (a->ntargets > 0)
                 print_targets(stdout, a->targets, a->ntargets);
@@ -803,7 +695,7 @@ static int cmd_list(struct ctx *c, char **args, size_t nargs)
             printf("%-40s alias -   -\n", addr);
         else
             printf("%-40s user  %-3s %s\n", addr, v[i]->admin ? "yes" : "no",
-                   quota_str(v[i]->quota, q, sizeof(q)));
+                   store_quota_format(v[i]->quota, q, sizeof(q)));
     }
     store_account_list_free(&v, n);
     return 0;
@@ -1009,16 +901,6 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static const char *time_str(long long t, char *buf, size_t size)
-{
-    if (t <= 0) return "now";
-    time_t tt = (time_t)t;
-    struct tm tm;
-    localtime_r(&tt, &tm);
-    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
-
 /* Asks a running smtpd to try id now (or everything); false if it is not running. */
 static bool ctl_flush(struct ctx *c, const char *id)
 {
@@ -1087,7 +969,7 @@ static int cmd_queue_list(struct ctx *c, char **args, size_t nargs)
         char next[40];
         printf("%s  %-7s  %8" PRIu64 "  attempts %u  next %s  <%s> ->", e->id,
                queue_state_name(items[i].state), e->size, e->attempts,
-               time_str(e->next_try, next, sizeof(next)), shown(e->sender));
+               admin_time_str(e->next_try, next, sizeof(next)), shown(e->sender));
         for (size_t k = 0; k < e->nrcpts; k++)
             printf(" <%s>", shown(e->rcpts[k]));
         fputc('\n', stdout);
@@ -1119,9 +1001,9 @@ static int cmd_queue_show(struct ctx *c, char **args, size_t nargs)
     const struct queue_envelope *e = &item.env;
     char buf[40];
     printf("ID: %s\nState: %s\nArrived: %s\n", e->id, queue_state_name(item.state),
-           time_str(e->created, buf, sizeof(buf)));
+           admin_time_str(e->created, buf, sizeof(buf)));
     printf("Next try: %s\nAttempts: %u\nSize: %" PRIu64 "\n",
-           time_str(e->next_try, buf, sizeof(buf)), e->attempts, e->size);
+           admin_time_str(e->next_try, buf, sizeof(buf)), e->attempts, e->size);
     printf("From: <%s>\n", shown(e->sender));
     if (e->auth) printf("Authenticated: %s\n", shown(e->auth));
     if (e->client) printf("Client: %s\n", shown(e->client));
@@ -1236,36 +1118,11 @@ static int remote_simple(struct ctx *c, const char *const *req, size_t n, char *
 static int remote_words(struct ctx *c, const char *w1, const char *w2, char **args, size_t nargs,
                         const char *last, char *message)
 {
-    const char **req = xcalloc(nargs + 4, sizeof(*req));
-    size_t n = 0;
-    req[n++] = w1;
-    if (w2) req[n++] = w2;
-    for (size_t i = 0; i < nargs; i++)
-        req[n++] = args[i];
-    if (last) req[n++] = last;
+    size_t n;
+    const char **req = admin_words(w1, w2, args, nargs, last, &n);
     int code = remote_simple(c, req, n, message);
     free(req);
     return code;
-}
-
-static void print_json_list(const struct json *a)
-{
-    if (a == NULL || a->type != JSON_ARRAY || a->n == 0) {
-        fputs("none", stdout);
-        return;
-    }
-    for (size_t i = 0; i < a->n; i++) {
-        if (i) fputc(' ', stdout);
-        admin_fputs_safe(stdout, json_str(a->items[i], "?"));
-    }
-}
-
-static char *joined(char **args, size_t n)
-{
-    struct sbuf sb = SBUF_INIT(SBUF_NO_MAX);
-    for (size_t i = 0; i < n; i++)
-        sbuf_printf(&sb, "%s%s", i ? " " : "", args[i]);
-    return sbuf_steal(&sb);
 }
 
 static int r_domain_add(struct ctx *c, char **args, size_t nargs)
@@ -1361,7 +1218,7 @@ static int r_set(struct ctx *c, char **args, size_t nargs)
         char q[32];
         admin_fputs_safe(stdout, json_str(json_get(r.json, "address"), args[0]));
         printf(": admin %s, quota %s\n", json_bool(json_get(r.json, "admin"), false) ? "yes" : "no",
-               quota_str((uint64_t)json_int(json_get(r.json, "quota"), 0), q, sizeof(q)));
+               store_quota_format((uint64_t)json_int(json_get(r.json, "quota"), 0), q, sizeof(q)));
         admin_reply_clear(&r);
     }
     return 0;
@@ -1372,28 +1229,7 @@ static int r_show(struct ctx *c, char **args, size_t nargs)
     struct admin_reply r;
     int code = r_show_account(c, args[0], &r);
     if (code != 0) return code;
-    const struct json *v = r.json;
-    const char *type = json_str(json_get(v, "type"), "user");
-    const struct json *targets = json_get(v, "targets");
-    fputs("address: ", stdout);
-    admin_fputs_safe(stdout, json_str(json_get(v, "address"), args[0]));
-    fputs("\ntype: ", stdout);
-    admin_fputs_safe(stdout, type);
-    fputc('\n', stdout);
-    if (strcmp(type, "alias") == 0) {
-        fputs("members: ", stdout);
-        print_json_list(targets);
-        fputc('\n', stdout);
-    } else {
-        char q[32];
-        printf("admin: %s\nquota: %s\nforward: ",
-               json_bool(json_get(v, "admin"), false) ? "yes" : "no",
-               quota_str((uint64_t)json_int(json_get(v, "quota"), 0), q, sizeof(q)));
-        print_json_list(targets);
-        bool has = targets != NULL && targets->type == JSON_ARRAY && targets->n > 0;
-        printf("\nkeep-copy: %s\n", !has || json_bool(json_get(v, "keep"), false) ? "yes" : "no");
-        printf("size: %" PRId64 " bytes\n", json_int(json_get(v, "used"), 0));
-    }
+    admin_print_user_show(stdout, r.json, args[0]);
     admin_reply_clear(&r);
     return 0;
 }
@@ -1404,23 +1240,7 @@ static int r_list(struct ctx *c, char **args, size_t nargs)
     struct admin_reply r;
     int code = remote_request(c, req, 2 + nargs, &r);
     if (code != 0) return code;
-    const struct json *u = json_get(r.json, "users");
-    for (size_t i = 0; u != NULL && u->type == JSON_ARRAY && i < u->n; i++) {
-        const struct json *e = u->items[i];
-        const char *addr = json_str(json_get(e, "address"), "?");
-        const char *type = json_str(json_get(e, "type"), "?");
-        admin_fputs_safe(stdout, addr);
-        printf("%*s ", strlen(addr) < 40 ? (int)(40 - strlen(addr)) : 0, "");
-        if (strcmp(type, "alias") == 0) {
-            printf("alias -   -\n");
-        } else {
-            char q[32];
-            admin_fputs_safe(stdout, type);
-            printf("%*s %-3s %s\n", strlen(type) < 5 ? (int)(5 - strlen(type)) : 0, "",
-                   json_bool(json_get(e, "admin"), false) ? "yes" : "no",
-                   quota_str((uint64_t)json_int(json_get(e, "quota"), 0), q, sizeof(q)));
-        }
-    }
+    admin_print_user_list(stdout, r.json);
     admin_reply_clear(&r);
     return 0;
 }
@@ -1434,7 +1254,7 @@ static int r_alias_after(struct ctx *c, const char *address, int code)
         printf("alias ");
         admin_fputs_safe(stdout, address);
         printf(": ");
-        print_json_list(json_get(r.json, "targets"));
+        admin_print_list(stdout, json_get(r.json, "targets"));
         fputc('\n', stdout);
         admin_reply_clear(&r);
     }
@@ -1481,7 +1301,7 @@ static int r_forward(struct ctx *c, char **args, size_t nargs)
     if (off)
         return remote_words(c, "FORWARD", NULL, args, 1, "OFF",
                             xasprintf("forwarding off for %s", args[0]));
-    char *t = joined(args + 1, nargs - 1);
+    char *t = admin_joined(args + 1, nargs - 1);
     char *m = xasprintf("forwarding %s to %s%s", args[0], t,
                         keep ? " (keeping a copy in the mailbox)" : "");
     free(t);
@@ -1522,40 +1342,7 @@ static int r_queue_list(struct ctx *c, char **args, size_t nargs)
         admin_reply_clear(&r);
         return 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        const struct json *e = m->items[i];
-        char next[40];
-        admin_fputs_safe(stdout, json_str(json_get(e, "id"), "?"));
-        const char *state = json_str(json_get(e, "state"), "?");
-        fputs("  ", stdout);
-        admin_fputs_safe(stdout, state);
-        printf("%*s  %8" PRId64 "  attempts %" PRId64 "  next %s  <",
-               strlen(state) < 7 ? (int)(7 - strlen(state)) : 0, "",
-               json_int(json_get(e, "size"), 0), json_int(json_get(e, "attempts"), 0),
-               time_str(json_int(json_get(e, "next_try"), 0), next, sizeof(next)));
-        admin_fputs_safe(stdout, json_str(json_get(e, "sender"), ""));
-        fputs("> ->", stdout);
-        const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
-        size_t nr = rc != NULL && rc->type == JSON_ARRAY ? rc->n : 0;
-        for (size_t k = 0; k < nr; k++) {
-            fputs(" <", stdout);
-            admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
-            fputc('>', stdout);
-        }
-        fputc('\n', stdout);
-        for (size_t k = 0; k < nr && er != NULL && er->type == JSON_ARRAY && k < er->n; k++) {
-            if (er->items[k]->type != JSON_STRING) continue;
-            fputs("    <", stdout);
-            admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
-            fputs(">: ", stdout);
-            admin_fputs_safe(stdout, er->items[k]->str);
-            fputc('\n', stdout);
-        }
-    }
-    if (n == 0)
-        printf("The queue is empty.\n");
-    else
-        printf("%zu message%s.\n", n, n == 1 ? "" : "s");
+    admin_print_queue_list(stdout, r.json);
     admin_reply_clear(&r);
     return 0;
 }
@@ -1566,43 +1353,7 @@ static int r_queue_show(struct ctx *c, char **args, size_t nargs)
     struct admin_reply r;
     int code = remote_request(c, req, 3, &r);
     if (code != 0) return code;
-    const struct json *e = r.json;
-    char buf[40];
-    fputs("ID: ", stdout);
-    admin_fputs_safe(stdout, json_str(json_get(e, "id"), args[0]));
-    fputs("\nState: ", stdout);
-    admin_fputs_safe(stdout, json_str(json_get(e, "state"), "?"));
-    printf("\nArrived: %s\n", time_str(json_int(json_get(e, "created"), 0), buf, sizeof(buf)));
-    printf("Next try: %s\nAttempts: %" PRId64 "\nSize: %" PRId64 "\nFrom: <",
-           time_str(json_int(json_get(e, "next_try"), 0), buf, sizeof(buf)),
-           json_int(json_get(e, "attempts"), 0), json_int(json_get(e, "size"), 0));
-    admin_fputs_safe(stdout, json_str(json_get(e, "sender"), ""));
-    fputs(">\n", stdout);
-    const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
-    for (size_t k = 0; rc != NULL && rc->type == JSON_ARRAY && k < rc->n; k++) {
-        fputs("To: <", stdout);
-        admin_fputs_safe(stdout, json_str(rc->items[k], "?"));
-        fputc('>', stdout);
-        if (er != NULL && er->type == JSON_ARRAY && k < er->n &&
-            er->items[k]->type == JSON_STRING) {
-            fputs("  (last: ", stdout);
-            admin_fputs_safe(stdout, er->items[k]->str);
-            fputc(')', stdout);
-        }
-        fputc('\n', stdout);
-    }
-    fputc('\n', stdout);
-    const char *h = json_str(json_get(e, "headers"), "");
-    while (*h) {
-        size_t n = strcspn(h, "\r\n");
-        char *l = xstrndup(h, n);
-        admin_fputs_safe(stdout, l);
-        fputc('\n', stdout);
-        free(l);
-        h += n;
-        if (*h == '\r') h++;
-        if (*h == '\n') h++;
-    }
+    admin_print_queue_show(stdout, r.json, args[0]);
     admin_reply_clear(&r);
     return 0;
 }
@@ -1680,7 +1431,7 @@ static int remote_main(struct opts *o, const struct command *cmd, char **args, s
         snprintf(pw, sizeof(pw), "%s", env);
     } else if (isatty(STDIN_FILENO)) {
         char *text = xasprintf("Password for %s: ", shown(user));
-        int rr = prompt(text, pw, sizeof(pw), &len, &too_long);
+        int rr = tty_prompt_secret(text, pw, sizeof(pw), &len, &too_long);
         free(text);
         if (rr < 0) pw[0] = '\0';
     } else {
@@ -1916,7 +1667,7 @@ int main(int argc, char **argv)
         code = usage_error("--admin and --no-admin conflict");
         goto out;
     }
-    if (o.quota_arg != NULL && parse_quota(o.quota_arg, &o.quota) < 0) {
+    if (o.quota_arg != NULL && store_quota_parse(o.quota_arg, &o.quota) < 0) {
         code = usage_error("--quota %s: expected megabytes, or a size with K, M or G (500M,"
                            " 2G); 0 = unlimited",
                            shown(o.quota_arg));

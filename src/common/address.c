@@ -118,3 +118,12 @@ char *address_domain_dir(const char *domain)
         if (*p == '*') *p = '%';
     return dir;
 }
+
+const char *address_account_invalid(const char *local, const char *domain)
+{
+    if (!address_localpart_valid(local))
+        return "invalid local part (1-64 of letters, digits and . _ + = -; no leading, trailing"
+               " or double dot)";
+    if (!address_domain_valid(domain, true)) return "invalid domain name";
+    return NULL;
+}

@@ -23,6 +23,9 @@ bool address_domain_valid(const char *domain, bool allow_wildcard);
 /* A local part we accept for an account or alias: 1-64 of [A-Za-z0-9._+=-], not starting
  * or ending with '.', no "..". */
 bool address_localpart_valid(const char *local);
+/* Why local@domain cannot be an account's address (both checks above, with the domain
+ * allowed a wildcard), or NULL if it can. */
+const char *address_account_invalid(const char *local, const char *domain);
 /* Case-insensitive glob match of a domain against a pattern where '*' matches any run of
  * characters (including dots). */
 bool address_domain_match(const char *pattern, const char *domain);

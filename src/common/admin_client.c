@@ -18,8 +18,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "conn.h"
+#include "sbuf.h"
+#include "store.h"
 #include "tls.h"
 #include "xalloc.h"
 
@@ -369,4 +372,183 @@ void admin_print_domain_list(FILE *f, const struct json *reply)
         admin_fputs_safe(f, json_str(json_get(types, name), "local"));
         fputc('\n', f);
     }
+}
+
+const char *admin_time_str(int64_t t, char *buf, size_t size)
+{
+    if (t <= 0) return "now";
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+void admin_print_queue_list(FILE *f, const struct json *reply)
+{
+    const struct json *m = json_get(reply, "messages");
+    size_t n = m != NULL && m->type == JSON_ARRAY ? m->n : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct json *e = m->items[i];
+        char next[40];
+        admin_fputs_safe(f, json_str(json_get(e, "id"), "?"));
+        const char *state = json_str(json_get(e, "state"), "?");
+        fputs("  ", f);
+        admin_fputs_safe(f, state);
+        fprintf(f, "%*s  %8" PRId64 "  attempts %" PRId64 "  next %s  <",
+                strlen(state) < 7 ? (int)(7 - strlen(state)) : 0, "",
+                json_int(json_get(e, "size"), 0), json_int(json_get(e, "attempts"), 0),
+                admin_time_str(json_int(json_get(e, "next_try"), 0), next, sizeof(next)));
+        admin_fputs_safe(f, json_str(json_get(e, "sender"), ""));
+        fputs("> ->", f);
+        const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
+        size_t nr = rc != NULL && rc->type == JSON_ARRAY ? rc->n : 0;
+        for (size_t k = 0; k < nr; k++) {
+            fputs(" <", f);
+            admin_fputs_safe(f, json_str(rc->items[k], "?"));
+            fputc('>', f);
+        }
+        fputc('\n', f);
+        for (size_t k = 0; k < nr && er != NULL && er->type == JSON_ARRAY && k < er->n; k++) {
+            if (er->items[k]->type != JSON_STRING) continue;
+            fputs("    <", f);
+            admin_fputs_safe(f, json_str(rc->items[k], "?"));
+            fputs(">: ", f);
+            admin_fputs_safe(f, er->items[k]->str);
+            fputc('\n', f);
+        }
+    }
+    if (n == 0)
+        fprintf(f, "The queue is empty.\n");
+    else
+        fprintf(f, "%zu message%s.\n", n, n == 1 ? "" : "s");
+}
+
+void admin_print_queue_show(FILE *f, const struct json *e, const char *id)
+{
+    char buf[40];
+    fputs("ID: ", f);
+    admin_fputs_safe(f, json_str(json_get(e, "id"), id));
+    fputs("\nState: ", f);
+    admin_fputs_safe(f, json_str(json_get(e, "state"), "?"));
+    fprintf(f, "\nArrived: %s\n",
+            admin_time_str(json_int(json_get(e, "created"), 0), buf, sizeof(buf)));
+    fprintf(f, "Next try: %s\nAttempts: %" PRId64 "\nSize: %" PRId64 "\nFrom: <",
+            admin_time_str(json_int(json_get(e, "next_try"), 0), buf, sizeof(buf)),
+            json_int(json_get(e, "attempts"), 0), json_int(json_get(e, "size"), 0));
+    admin_fputs_safe(f, json_str(json_get(e, "sender"), ""));
+    fputs(">\n", f);
+    const struct json *rc = json_get(e, "recipients"), *er = json_get(e, "errors");
+    for (size_t k = 0; rc != NULL && rc->type == JSON_ARRAY && k < rc->n; k++) {
+        fputs("To: <", f);
+        admin_fputs_safe(f, json_str(rc->items[k], "?"));
+        fputc('>', f);
+        if (er != NULL && er->type == JSON_ARRAY && k < er->n &&
+            er->items[k]->type == JSON_STRING) {
+            fputs("  (last: ", f);
+            admin_fputs_safe(f, er->items[k]->str);
+            fputc(')', f);
+        }
+        fputc('\n', f);
+    }
+    const char *headers = json_str(json_get(e, "headers"), NULL);
+    if (headers == NULL) return;
+    fputc('\n', f);
+    /* header lines keep their line ends; other control characters are escaped */
+    for (const char *p = headers; *p;) {
+        size_t n = strcspn(p, "\r\n");
+        char *l = xstrndup(p, n);
+        admin_fputs_safe(f, l);
+        free(l);
+        fputc('\n', f);
+        p += n;
+        if (*p == '\r') p++;
+        if (*p == '\n') p++;
+    }
+}
+
+void admin_print_list(FILE *f, const struct json *a)
+{
+    if (a == NULL || a->type != JSON_ARRAY || a->n == 0) {
+        fputs("none", f);
+        return;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (i) fputc(' ', f);
+        admin_fputs_safe(f, json_str(a->items[i], "?"));
+    }
+}
+
+/* A quota from a reply; missing or negative is unlimited (0). */
+static uint64_t quota_of(const struct json *v)
+{
+    int64_t q = json_int(v, 0);
+    return q > 0 ? (uint64_t)q : 0;
+}
+
+void admin_print_user_list(FILE *f, const struct json *reply)
+{
+    const struct json *u = json_get(reply, "users");
+    for (size_t i = 0; u != NULL && u->type == JSON_ARRAY && i < u->n; i++) {
+        const struct json *e = u->items[i];
+        const char *addr = json_str(json_get(e, "address"), "?");
+        const char *type = json_str(json_get(e, "type"), "?");
+        admin_fputs_safe(f, addr);
+        fprintf(f, "%*s ", strlen(addr) < 40 ? (int)(40 - strlen(addr)) : 0, "");
+        admin_fputs_safe(f, type);
+        if (strcmp(type, "alias") == 0) {
+            fputs(" -   -\n", f);
+        } else {
+            char q[32];
+            fprintf(f, "%*s %-3s %s\n", strlen(type) < 5 ? (int)(5 - strlen(type)) : 0, "",
+                    json_bool(json_get(e, "admin"), false) ? "yes" : "no",
+                    store_quota_format(quota_of(json_get(e, "quota")), q, sizeof(q)));
+        }
+    }
+}
+
+void admin_print_user_show(FILE *f, const struct json *v, const char *address)
+{
+    const char *type = json_str(json_get(v, "type"), "user");
+    const struct json *targets = json_get(v, "targets");
+    fputs("address: ", f);
+    admin_fputs_safe(f, json_str(json_get(v, "address"), address));
+    fputs("\ntype: ", f);
+    admin_fputs_safe(f, type);
+    if (strcmp(type, "alias") == 0) {
+        fputs("\nmembers: ", f);
+        admin_print_list(f, targets);
+        fputc('\n', f);
+        return;
+    }
+    char q[32];
+    fprintf(f, "\nadmin: %s\nquota: %s\nforward: ",
+            json_bool(json_get(v, "admin"), false) ? "yes" : "no",
+            store_quota_format(quota_of(json_get(v, "quota")), q, sizeof(q)));
+    admin_print_list(f, targets);
+    bool has = targets != NULL && targets->type == JSON_ARRAY && targets->n > 0;
+    fprintf(f, "\nkeep-copy: %s\n", !has || json_bool(json_get(v, "keep"), false) ? "yes" : "no");
+    fprintf(f, "size: %" PRId64 " bytes\n", json_int(json_get(v, "used"), 0));
+}
+
+const char **admin_words(const char *w1, const char *w2, char *const *args, size_t nargs,
+                         const char *last, size_t *n_r)
+{
+    const char **req = xcalloc(nargs + 4, sizeof(*req));
+    size_t n = 0;
+    req[n++] = w1;
+    if (w2) req[n++] = w2;
+    for (size_t i = 0; i < nargs; i++)
+        req[n++] = args[i];
+    if (last) req[n++] = last;
+    *n_r = n;
+    return req;
+}
+
+char *admin_joined(char *const *args, size_t n)
+{
+    struct sbuf sb = SBUF_INIT(SBUF_NO_MAX);
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(&sb, "%s%s", i ? " " : "", args[i]);
+    return sbuf_steal(&sb);
 }

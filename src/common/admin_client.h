@@ -90,5 +90,24 @@ void admin_fputs_safe(FILE *f, const char *s);
 /* Prints a DOMAIN LIST reply as alkaid-user domain list does on the machine: a line per
  * domain with its account count, catch-all (or -) and type. */
 void admin_print_domain_list(FILE *f, const struct json *reply);
+/* A time from a reply (seconds since the epoch) as local "YYYY-MM-DD HH:MM:SS", or "now"
+ * for 0 and below. Returns buf or a constant. */
+const char *admin_time_str(int64_t t, char *buf, size_t size);
+/* A request: w1, w2 (may be NULL), args[0..nargs), last (may be NULL). xcalloc'ed (free
+ * the array, not the words); *n_r is its length. */
+const char **admin_words(const char *w1, const char *w2, char *const *args, size_t nargs,
+                         const char *last, size_t *n_r);
+/* args[0..n) joined with spaces, for messages. xmalloc'ed. */
+char *admin_joined(char *const *args, size_t n);
+/* The strings of a JSON array, space-separated, or "none". */
+void admin_print_list(FILE *f, const struct json *a);
+/* Prints a USER LIST reply as alkaid-user list does on the machine. */
+void admin_print_user_list(FILE *f, const struct json *reply);
+/* Prints a USER SHOW reply (address: what was asked for, if the reply lacks it). */
+void admin_print_user_show(FILE *f, const struct json *reply, const char *address);
+/* Prints a QUEUE LIST reply: a line per message, its recipients' last errors, a count. */
+void admin_print_queue_list(FILE *f, const struct json *reply);
+/* Prints a QUEUE SHOW reply (id: what was asked for, if the reply lacks it). */
+void admin_print_queue_show(FILE *f, const struct json *reply, const char *id);
 
 #endif

@@ -292,10 +292,10 @@ static bool envelope_clean(const struct queue_envelope *env)
     return true;
 }
 
-/* The envelope and the empty line after it. With placeholder, SIZE is SIZE_DIGITS zeros
- * whose offset goes to *size_off_r. 0, or -1 if it does not fit. */
-static int envelope_text(const struct queue_envelope *env, struct sbuf *hdr, bool placeholder,
-                         size_t *size_off_r)
+/* The envelope and the empty line after it. With size_off_r, SIZE is written as
+ * SIZE_DIGITS zeros (the size is not known yet: spool_queue_commit() fills them in) and
+ * their offset goes to *size_off_r. 0, or -1 if it does not fit. */
+static int envelope_text(const struct queue_envelope *env, struct sbuf *hdr, size_t *size_off_r)
 {
     sbuf_appends(hdr, SPOOL_QUEUE_MAGIC);
     sbuf_printf(hdr, "ID %s\n", env->id);
@@ -310,7 +310,7 @@ static int envelope_text(const struct queue_envelope *env, struct sbuf *hdr, boo
     sbuf_printf(hdr, "ATTEMPTS %u\n", env->attempts);
     sbuf_printf(hdr, "NEXT-TRY %lld\n", env->next_try);
     if (env->delay_notified) sbuf_appends(hdr, "DELAY-NOTIFIED 1\n");
-    if (placeholder) {
+    if (size_off_r != NULL) {
         sbuf_appends(hdr, "SIZE ");
         *size_off_r = hdr->len;
         return sbuf_printf(hdr, "%0*d\n\n", SIZE_DIGITS, 0) < 0 ? -1 : 0;
@@ -329,7 +329,7 @@ int spool_queue_begin(struct spool_file *f, const char *dir, const struct queue_
     }
     struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
     size_t off = 0;
-    if (envelope_text(env, &hdr, true, &off) < 0) {
+    if (envelope_text(env, &hdr, &off) < 0) {
         sbuf_free(&hdr);
         errno = E2BIG;
         return -1;
@@ -384,7 +384,7 @@ static int queue_write(const char *dir, const struct queue_envelope *env, int ms
         return -1;
     }
     struct sbuf hdr = SBUF_INIT(SPOOL_QUEUE_MAX_HEADER);
-    if (envelope_text(env, &hdr, false, NULL) < 0) {
+    if (envelope_text(env, &hdr, NULL) < 0) {
         sbuf_free(&hdr);
         errno = E2BIG;
         return -1;

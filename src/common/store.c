@@ -13,7 +13,9 @@
  */
 #include "store.h"
 
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -496,4 +498,47 @@ enum store_result store_secret(struct store *st, const char *name, unsigned char
 {
     if (name == NULL || *name == '\0' || len == 0 || len > STORE_SECRET_MAX) return STORE_INVALID;
     return st->ops->secret(st->be, name, out, len);
+}
+
+int store_quota_parse(const char *s, uint64_t *bytes_r)
+{
+    if (s[0] < '0' || s[0] > '9') return -1;
+    uint64_t n = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) return -1;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    uint64_t mult;
+    switch (*p) {
+    case '\0': mult = 1ull << 20; break;
+    case 'b':
+    case 'B': mult = 1; break;
+    case 'k':
+    case 'K': mult = 1ull << 10; break;
+    case 'm':
+    case 'M': mult = 1ull << 20; break;
+    case 'g':
+    case 'G': mult = 1ull << 30; break;
+    default: return -1;
+    }
+    if (*p != '\0' && p[1] != '\0') return -1;
+    if (n > (uint64_t)INT64_MAX / mult) return -1;
+    *bytes_r = n * mult;
+    return 0;
+}
+
+const char *store_quota_format(uint64_t q, char *buf, size_t size)
+{
+    if (q == 0)
+        snprintf(buf, size, "unlimited");
+    else if (q % (1ull << 30) == 0)
+        snprintf(buf, size, "%" PRIu64 "G", q >> 30);
+    else if (q % (1ull << 20) == 0)
+        snprintf(buf, size, "%" PRIu64 "M", q >> 20);
+    else if (q % (1ull << 10) == 0)
+        snprintf(buf, size, "%" PRIu64 "K", q >> 10);
+    else
+        snprintf(buf, size, "%" PRIu64 "B", q);
+    return buf;
 }

@@ -111,6 +111,12 @@ enum store_result store_account_set_admin(struct store *st, const char *local, c
                                           bool admin);
 enum store_result store_account_set_quota(struct store *st, const char *local, const char *domain,
                                           uint64_t quota);
+/* A quota as the tools and the admin port take it: N megabytes, or N with a suffix B, K,
+ * M or G; 0 is unlimited. 0, or -1 if s is not one. */
+int store_quota_parse(const char *s, uint64_t *bytes_r);
+/* A quota as store_quota_parse() takes it back: "unlimited", "2G", "500M", "64K",
+ * "1000B". Returns buf. */
+const char *store_quota_format(uint64_t q, char *buf, size_t size);
 /* Replaces the targets (alias members or forwards) and keep_copy. For a user, ntargets 0
  * turns forwarding off; for an alias it is refused. */
 enum store_result store_account_set_targets(struct store *st, const char *local, const char *domain,

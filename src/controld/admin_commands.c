@@ -80,35 +80,6 @@ static void store_fail(struct admin_session *s, enum store_result r, const char 
     }
 }
 
-/* N megabytes, or N with a suffix B, K, M or G (as alkaid-user --quota). */
-static int parse_quota(const char *s, uint64_t *bytes_r)
-{
-    if (s[0] < '0' || s[0] > '9') return -1;
-    uint64_t n = 0;
-    const char *p = s;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (UINT64_MAX - 9) / 10) return -1;
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    uint64_t mult;
-    switch (*p) {
-    case '\0': mult = 1ull << 20; break;
-    case 'b':
-    case 'B': mult = 1; break;
-    case 'k':
-    case 'K': mult = 1ull << 10; break;
-    case 'm':
-    case 'M': mult = 1ull << 20; break;
-    case 'g':
-    case 'G': mult = 1ull << 30; break;
-    default: return -1;
-    }
-    if (*p != '\0' && p[1] != '\0') return -1;
-    if (n > (uint64_t)INT64_MAX / mult) return -1;
-    *bytes_r = n * mult;
-    return 0;
-}
-
 /* ---- names ---- */
 
 /* Splits and checks an address; replies and returns -1 if it is not one. */
@@ -118,12 +89,7 @@ static int parse_address(struct admin_session *s, const char *arg, char **local_
         admin_reply_err(s, "INVALID", "invalid address %s: expected local@domain", arg);
         return -1;
     }
-    const char *why = NULL;
-    if (!address_localpart_valid(*local_r))
-        why = "invalid local part (1-64 of letters, digits and . _ + = -; no leading, trailing"
-              " or double dot)";
-    else if (!address_domain_valid(*domain_r, true))
-        why = "invalid domain name";
+    const char *why = address_account_invalid(*local_r, *domain_r);
     if (why != NULL) {
         admin_reply_err(s, "INVALID", "%s: %s", arg, why);
         free(*local_r);
@@ -162,33 +128,52 @@ static int require_domain(struct admin_session *s, const char *domain, struct st
     return 0;
 }
 
-/* The account at exactly arg (its domain checked first). 0 (with *a_r NULL when missing
- * and allow_missing), or -1 after replying. Free the outputs with put_account(). */
-static int get_account(struct admin_session *s, const char *arg, bool allow_missing, char **local_r,
-                       char **domain_r, struct store_account **a_r)
-{
-    *local_r = *domain_r = NULL;
-    *a_r = NULL;
-    if (parse_address(s, arg, local_r, domain_r) < 0) return -1;
-    if (require_domain(s, *domain_r, NULL) < 0) return -1;
-    enum store_result r = store_account_find(s->store, *local_r, *domain_r, a_r, NULL);
-    if (r == STORE_TEMPFAIL) {
-        busy(s);
-        return -1;
-    }
-    if (r == STORE_NOTFOUND && allow_missing) return 0;
-    if (r != STORE_OK) {
-        admin_reply_err(s, "NOTFOUND", "no such account: %s@%s", *local_r, *domain_r);
-        return -1;
-    }
-    return 0;
-}
-
 static void put_account(char *local, char *domain, struct store_account **a)
 {
     store_account_free(a);
     free(local);
     free(domain);
+}
+
+/* The account at exactly arg (its domain checked first). 0 (with *a_r NULL when missing
+ * and allow_missing; free the outputs with put_account()), or -1 after replying, with
+ * nothing left to free. */
+static int get_account(struct admin_session *s, const char *arg, bool allow_missing, char **local_r,
+                       char **domain_r, struct store_account **a_r)
+{
+    *local_r = *domain_r = NULL;
+    *a_r = NULL;
+    enum store_result r = STORE_OK;
+    if (parse_address(s, arg, local_r, domain_r) < 0 || require_domain(s, *domain_r, NULL) < 0)
+        goto fail;
+    r = store_account_find(s->store, *local_r, *domain_r, a_r, NULL);
+    if (r == STORE_TEMPFAIL) {
+        busy(s);
+        goto fail;
+    }
+    if (r == STORE_NOTFOUND && allow_missing) return 0;
+    if (r != STORE_OK) {
+        admin_reply_err(s, "NOTFOUND", "no such account: %s@%s", *local_r, *domain_r);
+        goto fail;
+    }
+    return 0;
+fail:
+    put_account(*local_r, *domain_r, a_r);
+    *local_r = *domain_r = NULL;
+    return -1;
+}
+
+/* An existing account that is not an alias (a user, forwarding or not); an alias is
+ * refused with "<address> is an alias; <alias_why>". -1 after replying, as above. */
+static int get_user(struct admin_session *s, const char *arg, const char *alias_why, char **local_r,
+                    char **domain_r, struct store_account **a_r)
+{
+    if (get_account(s, arg, false, local_r, domain_r, a_r) < 0) return -1;
+    if ((*a_r)->type != ACCOUNT_ALIAS) return 0;
+    admin_reply_err(s, "INVALID", "%s@%s is an alias; %s", *local_r, *domain_r, alias_why);
+    put_account(*local_r, *domain_r, a_r);
+    *local_r = *domain_r = NULL;
+    return -1;
 }
 
 static char *expand_target(const char *t, const char *domain)
@@ -457,7 +442,7 @@ static int user_options(struct admin_session *s, char **args, size_t from, size_
             seen |= SET_NOADMIN;
         } else if (strcasecmp(args[i], "QUOTA") == 0 && i + 1 < nargs && !(seen & SET_QUOTA)) {
             *quota_arg_r = args[i + 1];
-            if (parse_quota(args[++i], quota_r) < 0) {
+            if (store_quota_parse(args[++i], quota_r) < 0) {
                 admin_reply_err(s, "INVALID",
                                 "invalid quota %s (a number of megabytes, or with B, K, M or G;"
                                 " 0 is unlimited)",
@@ -481,10 +466,7 @@ static void user_add(struct admin_session *s, char **args, size_t nargs)
     if (seen < 0) return;
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], true, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
-        return;
-    }
+    if (get_account(s, args[2], true, &local, &domain, &a) < 0) return;
     if (a != NULL) {
         admin_reply_err(s, "EXISTS", "%s@%s already exists (%s)", local, domain,
                         a->type == ACCOUNT_ALIAS ? "an alias" : "a user");
@@ -529,10 +511,7 @@ static void user_del(struct admin_session *s, char **args, size_t nargs)
     bool purge = nargs == 4;
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], false, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
-        return;
-    }
+    if (get_account(s, args[2], false, &local, &domain, &a) < 0) return;
     const char *error = NULL;
     enum store_result r = store_account_del(s->store, local, domain, &error);
     if (r != STORE_OK) {
@@ -554,15 +533,7 @@ static void user_passwd(struct admin_session *s, char **args)
 {
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], false, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
-        return;
-    }
-    if (a->type == ACCOUNT_ALIAS) {
-        admin_reply_err(s, "INVALID", "%s@%s is an alias; an alias has no password", local, domain);
-        put_account(local, domain, &a);
-        return;
-    }
+    if (get_user(s, args[2], "an alias has no password", &local, &domain, &a) < 0) return;
     char *hash = new_password_hash(s, args[3]);
     if (hash) {
         enum store_result r = store_account_set_password(s->store, local, domain, hash);
@@ -589,16 +560,8 @@ static void user_set(struct admin_session *s, char **args, size_t nargs)
     }
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], false, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
+    if (get_user(s, args[2], "an alias has no admin flag or quota", &local, &domain, &a) < 0)
         return;
-    }
-    if (a->type == ACCOUNT_ALIAS) {
-        admin_reply_err(s, "INVALID", "%s@%s is an alias; an alias has no admin flag or quota",
-                        local, domain);
-        put_account(local, domain, &a);
-        return;
-    }
     enum store_result r = STORE_OK;
     if (seen & (SET_ADMIN | SET_NOADMIN))
         r = store_account_set_admin(s->store, local, domain, (seen & SET_ADMIN) != 0);
@@ -644,10 +607,7 @@ static void alias_add(struct admin_session *s, char **args, size_t nargs)
 {
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], true, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
-        return;
-    }
+    if (get_account(s, args[2], true, &local, &domain, &a) < 0) return;
     if (a != NULL && a->type == ACCOUNT_USER) {
         admin_reply_err(s, "EXISTS", "%s@%s is a user; use FORWARD for a user's forwarding", local,
                         domain);
@@ -688,10 +648,7 @@ static void alias_del(struct admin_session *s, char **args, size_t nargs)
 {
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[2], false, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
-        return;
-    }
+    if (get_account(s, args[2], false, &local, &domain, &a) < 0) return;
     if (a->type != ACCOUNT_ALIAS) {
         admin_reply_err(s, "INVALID", "%s@%s is a user, not an alias; use USER DEL", local, domain);
         put_account(local, domain, &a);
@@ -782,16 +739,8 @@ static void cmd_forward(struct admin_session *s, char **args, size_t nargs)
     }
     char *local, *domain;
     struct store_account *a;
-    if (get_account(s, args[1], false, &local, &domain, &a) < 0) {
-        put_account(local, domain, &a);
+    if (get_user(s, args[1], "change its members with ALIAS ADD|DEL", &local, &domain, &a) < 0)
         return;
-    }
-    if (a->type == ACCOUNT_ALIAS) {
-        admin_reply_err(s, "INVALID", "%s@%s is an alias; change its members with ALIAS ADD|DEL",
-                        local, domain);
-        put_account(local, domain, &a);
-        return;
-    }
     char **v = NULL;
     size_t nv = 0;
     add_expanded(&v, &nv, args + 2, ntargets, domain);
